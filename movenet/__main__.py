@@ -1,0 +1,3 @@
+from movenet.cli import main
+
+main()

@@ -1,0 +1,427 @@
+"""Media I/O for movenet: probing files, streaming frame decode with causal
+resampling to a fixed frame rate, mono audio decode, paired clip reading, and
+writing / muxing MP4 files.
+
+All media I/O goes through PyAV. This module deliberately has no torch
+dependency so data tools can use it without the model stack. Every failure a
+user can cause with a bad file surfaces as :class:`MediaError` with a one-line
+reason; callers print ``f"{path}: {err}"``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+FPS = 25
+FRAME_SIZE = 64
+
+# Codecs we stream-copy into MP4 in mux_audio. Anything else (msmpeg4, cinepak,
+# and mpeg4-part-2 from AVI, whose packed B-frames come without usable pts) is
+# re-encoded as H.264 instead.
+_MP4_COPY_CODECS = {"h264", "hevc", "av1", "vp9"}
+
+# Decoders can emit frames slightly out of timestamp order (Megamind.avi's
+# packed B-frames swap neighbours); sorting within this many frames fixes it
+# while keeping memory bounded.
+_REORDER_WINDOW = 16
+
+
+class MediaError(Exception):
+    """A media file cannot be used; ``str(err)`` is a one-line human reason."""
+
+    def __init__(self, reason: str):
+        # Keep the message to one line whatever FFmpeg said.
+        super().__init__(" ".join(str(reason).split()))
+
+
+def hop_length(sample_rate: int = 16000, fps: int = FPS) -> int:
+    """Audio samples per video frame; 16000 Hz / 25 fps -> 640.
+
+    Raises ValueError unless sample_rate / fps is a whole number, so that
+    audio and frames stay exactly aligned.
+    """
+    ratio = Fraction(sample_rate) / Fraction(fps)
+    if ratio.denominator != 1 or ratio <= 0:
+        raise ValueError(f"sample_rate {sample_rate} is not a whole multiple of fps {fps}")
+    return int(ratio)
+
+
+@dataclass
+class MediaInfo:
+    """What probe() learned about a file. duration is in seconds (None if unknown)."""
+
+    path: Path
+    has_video: bool
+    has_audio: bool
+    duration: float | None
+    width: int | None
+    height: int | None
+
+
+def _reason(err: BaseException) -> str:
+    # FFmpeg errors carry errno-ish text plus the filename; keep only the text.
+    if isinstance(err, av.error.FFmpegError):
+        return err.strerror or type(err).__name__
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err)
+
+
+def _open(path) -> av.container.InputContainer:
+    """Open for reading, converting every failure into MediaError."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise MediaError(f"cannot read file: {_reason(err)}") from err
+    if path.is_dir():
+        raise MediaError("is a directory, not a media file")
+    if size == 0:
+        raise MediaError("empty file")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.InvalidDataError as err:
+        raise MediaError("not a media file (or damaged beyond reading)") from err
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
+        raise MediaError(f"not a media file: {_reason(err)}") from err
+    if not container.streams.video and not container.streams.audio:
+        container.close()
+        raise MediaError("not a media file: no audio or video stream")
+    return container
+
+
+def probe(path) -> MediaInfo:
+    """Describe a media file without decoding it. Raises MediaError if unreadable."""
+    with _open(path) as c:
+        v = c.streams.video[0] if c.streams.video else None
+        duration = c.duration / av.time_base if c.duration else None
+        if duration is None:
+            durs = [float(s.duration * s.time_base) for s in c.streams if s.duration and s.time_base]
+            duration = max(durs) if durs else None
+        return MediaInfo(
+            path=Path(path),
+            has_video=v is not None,
+            has_audio=bool(c.streams.audio),
+            duration=duration,
+            width=v.codec_context.width if v is not None else None,
+            height=v.codec_context.height if v is not None else None,
+        )
+
+
+def _decoded(container, stream) -> Iterator:
+    """Decode one stream packet by packet, skipping damaged packets.
+
+    A plain ``container.decode()`` stops at the first bad packet (Megamind.avi's
+    first AC3 packet); here a bad packet costs only its own frames. A demuxer
+    error (truncated file) ends the stream with whatever decoded so far.
+    """
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()  # packet.dts None at the end = flush
+            except (av.error.FFmpegError, ValueError):
+                continue
+            yield from frames
+    except av.error.FFmpegError:
+        return
+
+
+def _time(frame, stream, fallback: Fraction) -> Fraction:
+    """Exact presentation time in seconds (Fraction) relative to stream start."""
+    if frame.pts is None or frame.time_base is None:
+        return fallback
+    start = stream.start_time or 0
+    return (frame.pts - start) * frame.time_base
+
+
+def iter_frames(
+    path,
+    fps=FPS,
+    size: tuple[int, int] | None = (FRAME_SIZE, FRAME_SIZE),
+    gray: bool = True,
+) -> Iterator[np.ndarray]:
+    """Stream frames resampled to ``fps`` by causal sample-and-hold.
+
+    Output frame k is the latest source frame whose timestamp is <= k / fps
+    (timestamps relative to the video stream's start; before the first source
+    frame, the first frame is held). Works for any source rate, variable frame
+    rate and dropped frames, because it follows timestamps, not frame counts.
+    Emits floor(duration * fps) frames, duration = last source timestamp + that
+    frame's duration. Memory stays bounded: only a small reorder window of
+    decoded frames is held.
+
+    size: (height, width) of the output, or None for the source size.
+    Yields uint8 [H, W] if gray else uint8 [H, W, 3] (RGB).
+    """
+    fps = Fraction(fps)
+    fmt = "gray" if gray else "rgb24"
+    with _open(path) as c:
+        if not c.streams.video:
+            raise MediaError("no video stream")
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"  # frame+slice threading: big speedup for HD
+        rate = stream.average_rate or stream.guessed_rate or Fraction(FPS)
+        default_dur = 1 / Fraction(rate)
+
+        def convert(frame) -> np.ndarray:
+            h, w = size if size is not None else (frame.height, frame.width)
+            return frame.reformat(width=w, height=h, format=fmt).to_ndarray()
+
+        def in_order() -> Iterator[tuple[Fraction, Fraction, object]]:
+            heap: list = []
+            last_t = Fraction(0) - default_dur
+            tie = itertools.count()
+            for frame in _decoded(c, stream):
+                t = _time(frame, stream, last_t + default_dur)
+                last_t = t
+                dur = frame.duration * frame.time_base if frame.duration and frame.time_base else default_dur
+                heapq.heappush(heap, (t, next(tie), dur, frame))
+                if len(heap) > _REORDER_WINDOW:
+                    t0, _, d0, f0 = heapq.heappop(heap)
+                    yield t0, d0, f0
+            while heap:
+                t0, _, d0, f0 = heapq.heappop(heap)
+                yield t0, d0, f0
+
+        k = 0
+        current = None  # (converted image or None, av frame)
+        end = None
+        for t, dur, frame in in_order():
+            if current is not None:
+                # Emit every output slot before this frame's time from the held frame.
+                while Fraction(k) / fps < t:
+                    if current[0] is None:
+                        current = (convert(current[1]), None)
+                    yield current[0]
+                    k += 1
+            current = (None, frame)
+            end = t + dur if end is None else max(end, t + dur)
+        if current is None:
+            raise MediaError("damaged: no decodable video frames")
+        n_out = int(end * fps)  # floor
+        while k < n_out:
+            if current[0] is None:
+                current = (convert(current[1]), None)
+            yield current[0]
+            k += 1
+
+
+def read_frames(
+    path,
+    fps=FPS,
+    size: tuple[int, int] | None = (FRAME_SIZE, FRAME_SIZE),
+    gray: bool = True,
+) -> np.ndarray:
+    """All frames via iter_frames: uint8 [T_v, H, W, C], C = 1 (gray) or 3 (RGB)."""
+    frames = [f[..., None] if gray else f for f in iter_frames(path, fps, size, gray)]
+    return np.stack(frames)
+
+
+def read_audio(path, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio track as mono float32 [N] at ``sample_rate``.
+
+    Sample n sits at time n / sample_rate relative to the audio stream start:
+    damaged packets are skipped and their gap filled with silence, leading
+    encoder priming (negative pts) is dropped, and trailing encoder padding
+    (AAC returns 80,896 samples for 80,000 written) is trimmed to the stream's
+    declared duration. Channels are averaged, so identical L/R comes back at the
+    mono amplitude (PyAV's own stereo->mono downmix scales by ~0.707 instead).
+    Raises MediaError("no audio track") if the file has no audio.
+    """
+    with _open(path) as c:
+        if not c.streams.audio:
+            raise MediaError("no audio track")
+        stream = c.streams.audio[0]
+        chunks: list[np.ndarray] = []
+        produced_in = None  # input-rate time (s) where the next frame should start
+        drop = 0  # output samples to drop at the front (priming)
+        resampler = None
+        layout = None
+
+        def run(frame) -> None:
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+
+        for frame in _decoded(c, stream):
+            t = _time(frame, stream, produced_in if produced_in is not None else Fraction(0))
+            if resampler is None or frame.layout.name != layout:
+                if resampler is not None:
+                    run(None)
+                layout = frame.layout.name
+                # Keep the source layout; we average channels ourselves.
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+            if produced_in is None:
+                if t < 0:
+                    drop = round(-t * sample_rate)
+                elif t > 0:
+                    chunks.append(np.zeros(round(t * sample_rate), np.float32))
+            elif t - produced_in > Fraction(1, 1000):
+                # Gap left by a skipped packet: keep later audio at its time.
+                chunks.append(np.zeros(round((t - produced_in) * sample_rate), np.float32))
+            run(frame)
+            produced_in = t + Fraction(frame.samples, frame.sample_rate)
+        if resampler is None:
+            raise MediaError("damaged: no decodable audio")
+        run(None)  # flush the resampler's delay line
+        wav = np.concatenate(chunks)[drop:] if chunks else np.zeros(0, np.float32)
+        if stream.duration and stream.time_base:
+            declared = stream.duration * stream.time_base
+        elif c.duration:
+            declared = Fraction(c.duration, av.time_base)
+        else:
+            declared = None
+        if declared is not None:
+            wav = wav[: int(declared * sample_rate)]
+        return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def read_clip(
+    path,
+    sample_rate: int = 16000,
+    fps: int = FPS,
+    size: tuple[int, int] | None = (FRAME_SIZE, FRAME_SIZE),
+    gray: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and audio on one clock, trimmed to the shorter stream.
+
+    Returns (frames uint8 [T_v, H, W, C], audio float32 [T_v * hop]) with
+    hop = sample_rate / fps, so frame k covers audio[k*hop:(k+1)*hop] and
+    len(audio) == T_v * hop exactly.
+    """
+    hop = hop_length(sample_rate, fps)
+    audio = read_audio(path, sample_rate)  # first: cheap "no audio track" check
+    frames = read_frames(path, fps, size, gray)
+    t_v = min(len(frames), len(audio) // hop)
+    if t_v == 0:
+        raise MediaError("damaged: audio and video do not overlap")
+    return frames[:t_v], audio[: t_v * hop]
+
+
+def _temp_path(path: Path) -> Path:
+    # Same directory (so os.replace is atomic) and same suffix (so FFmpeg picks
+    # the container format from the name).
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _add_h264(out, fps, width: int, height: int):
+    vs = out.add_stream("libx264", rate=Fraction(fps))
+    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+    vs.options = {"crf": "18", "preset": "fast"}
+    return vs
+
+
+def _add_aac(out, sample_rate: int):
+    """Add a mono AAC stream (filled later by _feed_audio)."""
+    stream = out.add_stream("aac", rate=int(sample_rate))
+    stream.layout = "mono"
+    return stream
+
+
+def _feed_audio(out, stream, wav: np.ndarray, sample_rate: int) -> None:
+    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    chunk = 1024  # AAC frame size; the encoder buffers any remainder itself
+    for i in range(0, len(wav), chunk):
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(wav[None, i : i + chunk]), format="fltp", layout="mono"
+        )
+        frame.sample_rate = sample_rate
+        frame.pts = i
+        frame.time_base = Fraction(1, sample_rate)
+        for pkt in stream.encode(frame):
+            out.mux(pkt)
+    for pkt in stream.encode(None):
+        out.mux(pkt)
+
+
+def write_video(
+    path,
+    frames: np.ndarray,
+    fps: int,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+) -> None:
+    """Write an H.264 (yuv420p, crf 18) + AAC MP4 atomically.
+
+    frames: uint8 [T, H, W, 3] RGB with even H and W (yuv420p needs it).
+    audio: float32 [N] mono in [-1, 1] at sample_rate, or None (video only).
+    """
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
+    _, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"width/height must be even for yuv420p, got {w}x{h}")
+    tmp = _temp_path(path)
+    try:
+        with av.open(str(tmp), mode="w") as out:
+            vs = _add_h264(out, fps, w, h)
+            aus = _add_aac(out, sample_rate) if audio is not None else None
+            for img in frames:
+                for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(pkt)
+            for pkt in vs.encode(None):
+                out.mux(pkt)
+            if aus is not None:
+                _feed_audio(out, aus, audio, sample_rate)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
+    """Write ``out_path`` (MP4): the source's video plus ``wav`` as AAC, atomically.
+
+    The video stream is copied without re-encoding when its codec is safe in
+    MP4 (H.264/HEVC/AV1/VP9). Otherwise (msmpeg4 in vtest.avi, cinepak in
+    tree.avi, AVI mpeg4 with packed B-frames) it is re-encoded as H.264 at the
+    source's nominal frame rate and size (rounded down to even), frames placed
+    by timestamp as in iter_frames. Any audio in the source is replaced.
+    wav: float32 [N] mono at sample_rate.
+    """
+    out_path = Path(out_path)
+    with _open(video_path) as src:
+        if not src.streams.video:
+            raise MediaError("no video stream")
+        vin = src.streams.video[0]
+        copy = vin.codec_context.name in _MP4_COPY_CODECS
+        rate = vin.average_rate or vin.guessed_rate or Fraction(FPS)
+        w, h = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
+        tmp = _temp_path(out_path)
+        try:
+            with av.open(str(tmp), mode="w") as out:
+                if copy:
+                    vout = out.add_stream_from_template(vin)
+                else:
+                    vout = _add_h264(out, rate, w, h)
+                aus = _add_aac(out, sample_rate)
+                if copy:
+                    for pkt in src.demux(vin):
+                        if pkt.dts is None:  # demuxer flush packet
+                            continue
+                        pkt.stream = vout
+                        out.mux(pkt)
+                else:
+                    for img in iter_frames(video_path, fps=rate, size=(h, w), gray=False):
+                        for pkt in vout.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                            out.mux(pkt)
+                    for pkt in vout.encode(None):
+                        out.mux(pkt)
+                _feed_audio(out, aus, wav, sample_rate)
+            os.replace(tmp, out_path)
+        except av.error.FFmpegError as err:
+            raise MediaError(f"cannot write {out_path.name}: {_reason(err)}") from err
+        finally:
+            tmp.unlink(missing_ok=True)

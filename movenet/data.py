@@ -1,0 +1,389 @@
+"""Prepared data sets: turn a folder of videos into aligned mu-law codes and frames, and read random crops.
+
+Layout of a prepared set (OUT_DIR):
+
+    manifest.json                      format version, DataConfig, one record per clip, skipped files
+    clips/<label>/<stem>-<hash>.json   per-clip record, written last: its presence marks the clip done
+    clips/<label>/<stem>-<hash>.audio.npy   uint8 [n_samples]          mu-law codes
+    clips/<label>/<stem>-<hash>.frames.npy  uint8 [n_frames, H, W, C]  frames at `fps`
+
+Every clip satisfies n_samples == n_frames * hop, and audio sample n belongs to frame n // hop (the latest frame
+whose timestamp is <= n / sample_rate), so a crop starting on a frame boundary keeps audio and video aligned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from movenet import audio, video
+
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp", ".ts"}
+SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
+NO_LABEL = "none"
+
+
+class DataError(Exception):
+    """A prepared set that is missing, damaged, or made with other settings. The message is one line."""
+
+
+@dataclass
+class DataConfig:
+    """Settings that fix what a prepared set contains; a model trained on it must use the same ones."""
+
+    sample_rate: int = audio.SAMPLE_RATE
+    fps: int = video.FPS
+    frame_size: int = video.FRAME_SIZE
+    gray: bool = True
+    min_seconds: float = 1.0  # shorter clips hold too little context to train on
+    valid_fraction: float = 0.1
+    seed: int = 0
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per video frame (whole number, checked)."""
+        return video.hop_length(self.sample_rate, self.fps)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.gray else 3
+
+    def settings(self) -> dict:
+        """The fields a model must agree with (the split settings don't change the stored data)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("valid_fraction", "seed", "min_seconds")}
+
+
+@dataclass
+class Job:
+    source: str  # absolute path of the video
+    rel: str  # path relative to SRC_DIR, used for the id and the split
+    label: str
+    split: str
+
+
+@dataclass
+class PrepareReport:
+    prepared: list[dict] = field(default_factory=list)  # clip records done in this run
+    reused: list[dict] = field(default_factory=list)  # records found from an earlier run
+    skipped: list[dict] = field(default_factory=list)  # {"source", "reason"}
+
+    @property
+    def clips(self) -> list[dict]:
+        return sorted(self.prepared + self.reused, key=lambda r: r["id"])
+
+    def summary(self) -> str:
+        by_reason = Counter(s["reason"] for s in self.skipped)
+        line = f"prepared {len(self.prepared)}, already prepared {len(self.reused)}, skipped {len(self.skipped)}"
+        if by_reason:
+            line += " (" + ", ".join(f"{n} {reason}" for reason, n in by_reason.most_common()) + ")"
+        return line
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Finding videos, labels and splits
+
+
+def find_videos(src_dir: str | Path, valid_fraction: float = 0.1, seed: int = 0) -> list[Job]:
+    """Walk SRC_DIR recursively and give each media file a label and a split.
+
+    `SRC/<label>/.../<clip>` takes the first folder as its label (Kinetics-style); `SRC/{train,valid}/<label>/...`
+    keeps the given split. Other files get a seeded split, per label so every label reaches validation.
+    """
+    src_dir = Path(src_dir)
+    jobs, unsplit = [], {}
+    for path in sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES):
+        parts = path.relative_to(src_dir).parts
+        if any(part.startswith(".") for part in parts):
+            continue
+        split = SPLIT_FOLDERS.get(parts[0].lower()) if len(parts) > 1 else None
+        folders = parts[1:-1] if split else parts[:-1]
+        label = folders[0] if folders else NO_LABEL
+        job = Job(str(path.resolve()), path.relative_to(src_dir).as_posix(), label, split or "")
+        jobs.append(job)
+        if not split:
+            unsplit.setdefault(label, []).append(job)
+    for label, group in unsplit.items():
+        group.sort(key=lambda j: j.rel)
+        random.Random(f"{seed}/{label}").shuffle(group)
+        n_valid = max(1, round(len(group) * valid_fraction)) if len(group) >= 2 and valid_fraction > 0 else 0
+        for i, job in enumerate(group):
+            job.split = "valid" if i < n_valid else "train"
+    return jobs
+
+
+def clip_id(job: Job) -> str:
+    digest = hashlib.sha1(job.rel.encode()).hexdigest()[:8]
+    safe_label = "".join(c if c.isalnum() or c in "-_." else "_" for c in job.label)
+    safe_stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(job.rel).stem)
+    return f"{safe_label}/{safe_stem}-{digest}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Preparing
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def prepare_clip(job: Job, out_dir: Path, config: DataConfig) -> dict:
+    """Decode one video and store it; returns its record. Raises video.MediaError with a one-line reason."""
+    info = video.probe(job.source)
+    if not info.has_video:
+        raise video.MediaError("no video stream")
+    if not info.has_audio:
+        raise video.MediaError("no audio track (video only)")
+    frames, wav = video.read_clip(
+        job.source, sample_rate=config.sample_rate, fps=config.fps, size=(config.frame_size, config.frame_size), gray=config.gray
+    )
+    seconds = len(wav) / config.sample_rate
+    if seconds < config.min_seconds:
+        raise video.MediaError(f"too short ({seconds:.2f} s < {config.min_seconds} s)")
+    codes = audio.mu_law_encode(audio.normalize_loudness(wav))
+    cid = clip_id(job)
+    base = out_dir / "clips" / cid
+    base.parent.mkdir(parents=True, exist_ok=True)
+    _save_npy_atomic(base.with_name(base.name + ".audio.npy"), codes)
+    _save_npy_atomic(base.with_name(base.name + ".frames.npy"), frames)
+    record = {
+        "id": cid,
+        "source": job.source,
+        "label": job.label,
+        "split": job.split,
+        "seconds": round(seconds, 4),
+        "n_frames": int(frames.shape[0]),
+        "n_samples": int(codes.shape[0]),
+        "settings": config.settings(),
+    }
+    # Written last: a clip counts as prepared only once its record exists (a kill leaves no half clip behind).
+    write_json_atomic(base.with_name(base.name + ".json"), record)
+    return record
+
+
+def _prepare_worker(job: Job, out_dir: str, config: DataConfig) -> tuple[str, dict | str]:
+    try:
+        return "ok", prepare_clip(job, Path(out_dir), config)
+    except video.MediaError as err:
+        return "skip", str(err)
+    except MemoryError:
+        return "skip", "out of memory"
+    except Exception as err:  # noqa: BLE001 — a batch goes on past any one bad file, reported in one line
+        return "skip", f"unexpected error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def _existing_record(job: Job, out_dir: Path, config: DataConfig) -> dict | None:
+    base = out_dir / "clips" / clip_id(job)
+    meta = base.with_name(base.name + ".json")
+    if not meta.exists():
+        return None
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("settings") != config.settings():
+        return None
+    record.update(label=job.label, split=job.split)  # the split may be re-derived; the stored data is the same
+    return record
+
+
+def prepare(
+    src_dir: str | Path,
+    out_dir: str | Path,
+    config: DataConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    log=print,
+) -> PrepareReport:
+    """Prepare every video under SRC_DIR into OUT_DIR (resumable, parallel over files).
+
+    Bad files are reported as `path: reason` through `log` and skipped. Raises DataError if OUT_DIR holds a set
+    made with other settings.
+    """
+    from tqdm import tqdm
+
+    config = config or DataConfig()
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    if not src_dir.is_dir():
+        raise DataError(f"{src_dir}: not a directory")
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.exists():
+        old = load_manifest(out_dir)
+        if {k: old["data"].get(k) for k in config.settings()} != config.settings():
+            raise DataError(f"{out_dir}: already holds a set prepared with other settings ({_diff(old['data'], config)}); use another OUT_DIR")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    report = PrepareReport()
+    todo = []
+    for job in find_videos(src_dir, config.valid_fraction, config.seed):
+        record = _existing_record(job, out_dir, config)
+        (report.reused.append(record) if record else todo.append(job))
+
+    bar = tqdm(total=len(todo), unit="clip", desc="prepare", disable=not progress or not todo, dynamic_ncols=True)
+    seconds_done = 0.0
+
+    def handle(job: Job, status: str, result) -> None:
+        nonlocal seconds_done
+        if status == "ok":
+            report.prepared.append(result)
+            seconds_done += result["seconds"]
+            bar.set_postfix_str(f"{seconds_done:.0f} s of video")
+        else:
+            report.skipped.append({"source": job.source, "reason": result})
+            bar.write(f"{job.source}: {result}") if progress else log(f"{job.source}: {result}")
+        bar.update(1)
+
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            handle(job, *_prepare_worker(job, str(out_dir), config))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_prepare_worker, job, str(out_dir), config): job for job in todo}
+            for future in as_completed(futures):
+                handle(futures[future], *future.result())
+    bar.close()
+
+    write_json_atomic(
+        manifest_path,
+        {
+            "format_version": FORMAT_VERSION,
+            "data": asdict(config),
+            "labels": sorted({r["label"] for r in report.clips}),
+            "clips": report.clips,
+            "skipped": report.skipped,
+        },
+    )
+    return report
+
+
+def _diff(old: dict, config: DataConfig) -> str:
+    new = asdict(config)
+    return ", ".join(f"{k}: {old.get(k)} there, {new[k]} asked" for k in new if old.get(k) != new[k]) or "unknown"
+
+
+def load_manifest(prepared_dir: str | Path) -> dict:
+    """Read and check a prepared set's manifest. Raises DataError with a one-line reason."""
+    path = Path(prepared_dir) / "manifest.json"
+    if not path.exists():
+        raise DataError(f"{prepared_dir}: not a prepared data set (no manifest.json; run `movenet prepare` first)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: damaged manifest ({err})") from None
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise DataError(f"{path}: format version {version} is not supported (this movenet reads {SUPPORTED_VERSIONS})")
+    return manifest
+
+
+def check_compatible(manifest: dict, expected: dict, where: str = "prepared set") -> None:
+    """Refuse a prepared set whose settings differ from what a model expects (e.g. a checkpoint's data config)."""
+    got = manifest["data"]
+    diffs = [f"{k}={got.get(k)!r} (model needs {v!r})" for k, v in expected.items() if got.get(k) != v]
+    if diffs:
+        raise DataError(f"{where} does not match the model's settings: " + ", ".join(diffs))
+
+
+def data_config_from_manifest(manifest: dict) -> DataConfig:
+    return DataConfig(**manifest["data"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading crops
+
+
+class ClipDataset:
+    """Random aligned crops from a prepared set, as a map-style PyTorch dataset.
+
+    Each item is a dict:
+        codes  int64 [receptive_field + crop_samples]   mu-law codes; the first `receptive_field` are context
+        frames uint8 [n_frames, H, W, C]                 the frames covering the same span (frame i covers
+                                                         codes[i * hop : (i + 1) * hop])
+        label  int64 []                                  index into `labels`
+    Crops start on a frame boundary and never cross clips. A clip shorter than a crop is padded on the left with
+    silence and black frames, which is what generation starts from. Files are memory-mapped, so reading is cheap.
+    An epoch has sum(n_samples) // crop_samples items; clips are drawn in proportion to their length.
+    """
+
+    def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_samples: int = 16000,
+                 receptive_field: int = 0, seed: int = 0, labels: list[str] | None = None):
+        self.root = Path(prepared_dir)
+        self.manifest = load_manifest(self.root)
+        self.config = data_config_from_manifest(self.manifest)
+        self.hop = self.config.hop
+        self.clips = [c for c in self.manifest["clips"] if split is None or c["split"] == split]
+        if not self.clips:
+            raise DataError(f"{self.root}: no clips in split {split!r}")
+        self.labels = list(labels or self.manifest["labels"])
+        self.crop_samples, self.receptive_field = crop_samples, receptive_field
+        self.span = crop_samples + receptive_field
+        self.seed, self.epoch = seed, 0
+        lengths = np.array([c["n_samples"] for c in self.clips], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+        self.n_items = max(1, int(lengths.sum()) // crop_samples)
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw different crops next epoch (validation keeps epoch 0, so its crops stay fixed)."""
+        self.epoch = epoch
+
+    def _open(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._arrays:  # opened lazily so each DataLoader worker maps its own files
+            base = self.root / "clips" / self.clips[i]["id"]
+            self._arrays[i] = (
+                np.load(base.with_name(base.name + ".audio.npy"), mmap_mode="r"),
+                np.load(base.with_name(base.name + ".frames.npy"), mmap_mode="r"),
+            )
+        return self._arrays[i]
+
+    def crop(self, clip_index: int, start_frame: int) -> dict:
+        """The crop of clip `clip_index` whose span starts at frame `start_frame` (may be negative: left padding)."""
+        import torch
+
+        codes, frames = self._open(clip_index)
+        n_frames_span = -(-self.span // self.hop)  # ceil
+        start = start_frame * self.hop
+        pad_samples = max(0, -start)
+        pad_frames = max(0, -start_frame)
+        c = np.asarray(codes[max(0, start): start + self.span])
+        f = np.asarray(frames[max(0, start_frame): start_frame + n_frames_span])
+        if pad_samples:
+            c = np.concatenate([np.full(pad_samples, audio.SILENCE, np.uint8), c])
+            f = np.concatenate([np.zeros((pad_frames, *frames.shape[1:]), np.uint8), f])
+        assert len(c) == self.span and len(f) == n_frames_span, (len(c), len(f))
+        label = self.clips[clip_index]["label"]
+        return {
+            "codes": torch.from_numpy(c.astype(np.int64)),
+            "frames": torch.from_numpy(np.array(f)),  # a copy: memory-mapped arrays are read-only
+            "label": torch.tensor(self.labels.index(label) if label in self.labels else 0),
+        }
+
+    def __getitem__(self, index: int) -> dict:
+        # Seeded by (seed, epoch, index): deterministic, and independent of which worker reads it.
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        clip_index = int(rng.choice(len(self.clips), p=self.weights))
+        n_frames = self.clips[clip_index]["n_frames"]
+        last_start = n_frames - (-(-self.span // self.hop))
+        start_frame = int(rng.integers(0, last_start + 1)) if last_start >= 0 else last_start
+        return self.crop(clip_index, start_frame)

@@ -1,0 +1,189 @@
+"""Prepared data sets: labels and splits, prepare (resumable, bad files skipped), and aligned crops."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from movenet import audio, synth
+from movenet.data import ClipDataset, DataConfig, DataError, check_compatible, find_videos, load_manifest, prepare
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    synth.write_dataset(out, n_clips=6, seconds=2.0, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(synth_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared")
+    report = prepare(synth_dir, out, DataConfig(), workers=2, progress=False)
+    assert len(report.prepared) == 6 and not report.skipped, report.summary()
+    return out
+
+
+def _touch(path: Path, data: bytes = b"") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_find_videos_labels_splits_and_ignores_other_files(tmp_path):
+    for label in ("salsa", "tango"):
+        for i in range(10):
+            _touch(tmp_path / label / f"c{i}.mp4")
+    _touch(tmp_path / "salsa" / "c0.json")  # sidecars are not videos
+    _touch(tmp_path / "train" / "waltz" / "a.mkv")
+    _touch(tmp_path / "valid" / "waltz" / "b.webm")
+    _touch(tmp_path / "loose.avi")
+    jobs = {j.rel: j for j in find_videos(tmp_path, valid_fraction=0.2, seed=3)}
+    assert len(jobs) == 23
+    assert (jobs["train/waltz/a.mkv"].label, jobs["train/waltz/a.mkv"].split) == ("waltz", "train")
+    assert (jobs["valid/waltz/b.webm"].label, jobs["valid/waltz/b.webm"].split) == ("waltz", "valid")
+    assert jobs["loose.avi"].label == "none"
+    for label in ("salsa", "tango"):
+        splits = [j.split for j in jobs.values() if j.label == label]
+        assert splits.count("valid") == 2  # 20% of 10, per label
+    again = {j.rel: j.split for j in find_videos(tmp_path, valid_fraction=0.2, seed=3)}
+    assert again == {rel: j.split for rel, j in jobs.items()}
+    other_seed = {j.rel: j.split for j in find_videos(tmp_path, valid_fraction=0.2, seed=4)}
+    assert other_seed != again
+
+
+def test_prepare_stores_aligned_compact_clips(prepared_dir):
+    manifest = load_manifest(prepared_dir)
+    config = DataConfig()
+    assert manifest["format_version"] == 1
+    assert manifest["data"]["sample_rate"] == 16000 and manifest["data"]["fps"] == 25
+    assert set(manifest["labels"]) == set(synth.STYLES)
+    assert {c["split"] for c in manifest["clips"]} == {"train", "valid"}
+    for record in manifest["clips"]:
+        base = prepared_dir / "clips" / record["id"]
+        codes = np.load(base.with_name(base.name + ".audio.npy"))
+        frames = np.load(base.with_name(base.name + ".frames.npy"))
+        assert codes.dtype == np.uint8 and frames.dtype == np.uint8
+        assert frames.shape[1:] == (64, 64, 1)
+        assert len(codes) == len(frames) * config.hop == record["n_samples"]
+        assert abs(record["seconds"] - 2.0) < 0.1
+        wav = audio.mu_law_decode(codes)
+        assert 0.5 < np.abs(wav).max() <= 1.0  # normalized, not silent
+        assert frames.std() > 1  # the figure is there
+    assert not list(prepared_dir.rglob("*.tmp"))
+
+
+def test_prepare_is_resumable(synth_dir, tmp_path):
+    out = tmp_path / "prep"
+    first = prepare(synth_dir, out, DataConfig(), workers=1, progress=False)
+    assert len(first.prepared) == 6
+    again = prepare(synth_dir, out, DataConfig(), workers=1, progress=False)
+    assert len(again.prepared) == 0 and len(again.reused) == 6
+    # A kill mid-clip leaves arrays (or temp files) but no record: that clip alone is redone.
+    victim = sorted(out.rglob("*.json"))[0]
+    victim.unlink()
+    (out / "clips" / "leftover.audio.npy.tmp").write_bytes(b"half")
+    third = prepare(synth_dir, out, DataConfig(), workers=1, progress=False)
+    assert len(third.prepared) == 1 and len(third.reused) == 5
+    assert len(load_manifest(out)["clips"]) == 6
+
+
+def test_prepare_refuses_a_set_with_other_settings(synth_dir, prepared_dir):
+    with pytest.raises(DataError, match="other settings"):
+        prepare(synth_dir, prepared_dir, DataConfig(frame_size=32), progress=False)
+
+
+def test_check_compatible_names_the_mismatch(prepared_dir):
+    manifest = load_manifest(prepared_dir)
+    check_compatible(manifest, {"sample_rate": 16000, "fps": 25})
+    with pytest.raises(DataError, match="fps=25 .model needs 30"):
+        check_compatible(manifest, {"fps": 30, "sample_rate": 16000})
+
+
+def test_prepare_skips_bad_and_video_only_files(synth_dir, real_videos_dir, tmp_path):
+    src = tmp_path / "src"
+    good = sorted(synth_dir.rglob("*.mp4"))[0]
+    shutil.copy(good, _touch(src / "ok" / "good.mp4"))
+    _touch(src / "bad" / "empty.mp4")
+    _touch(src / "bad" / "random.mkv", np.random.default_rng(0).bytes(50_000))
+    _touch(src / "bad" / "text.mp4", b"this is not a video\n" * 100)
+    _touch(src / "bad" / "truncated.mp4", good.read_bytes()[: good.stat().st_size // 3])
+    (src / "real").mkdir()
+    for name in ("vtest.avi", "Megamind.avi", "Megamind_bugy.avi", "tree.avi"):
+        shutil.copy(real_videos_dir / name, src / "real" / name)
+    lines = []
+    report = prepare(src, tmp_path / "out", DataConfig(), workers=2, progress=False, log=lines.append)
+    prepared = {Path(r["source"]).name for r in report.clips}
+    skipped = {Path(s["source"]).name: s["reason"] for s in report.skipped}
+    # Megamind.avi's audio survives its damaged first packet.
+    assert prepared == {"good.mp4", "Megamind.avi"}
+    megamind = next(r for r in report.clips if r["source"].endswith("Megamind.avi"))
+    assert 10.5 < megamind["seconds"] < 11.5
+    for name in ("vtest.avi", "Megamind_bugy.avi", "tree.avi"):
+        assert "no audio" in skipped[name]
+    assert set(skipped) == {"vtest.avi", "Megamind_bugy.avi", "tree.avi", "empty.mp4", "random.mkv", "text.mp4",
+                            "truncated.mp4"}
+    for line in lines:
+        assert "\n" not in line and ": " in line and "Traceback" not in line
+    assert len(lines) == len(report.skipped)
+    assert "skipped" in report.summary() and "no audio track" in report.summary()
+
+
+def test_dataset_crops_are_aligned_slices_of_one_clip(prepared_dir):
+    ds = ClipDataset(prepared_dir, split="train", crop_samples=4000, receptive_field=1000, seed=1)
+    hop = ds.hop
+    assert len(ds) > 0
+    stored = {}
+    for i, record in enumerate(ds.clips):
+        base = prepared_dir / "clips" / record["id"]
+        stored[i] = (np.load(base.with_name(base.name + ".audio.npy")), np.load(base.with_name(base.name + ".frames.npy")))
+    for index in range(20):
+        item = ds[index]
+        codes, frames = item["codes"].numpy(), item["frames"].numpy()
+        assert codes.shape == (5000,) and item["codes"].dtype == torch.int64
+        assert frames.shape == (-(-5000 // hop), 64, 64, 1)
+        # The crop is one contiguous, frame-aligned slice of exactly one clip, frames matching audio.
+        matches = []
+        for i, (c, f) in stored.items():
+            for start_frame in range(len(f) - len(frames) + 1):
+                s = start_frame * hop
+                if np.array_equal(c[s: s + 5000], codes) and np.array_equal(f[start_frame: start_frame + len(frames)], frames):
+                    matches.append((i, start_frame))
+        assert len(matches) >= 1
+        assert ds.labels[int(item["label"])] == ds.clips[matches[0][0]]["label"]
+
+
+def test_dataset_is_deterministic_per_epoch_and_pads_short_clips(prepared_dir):
+    ds = ClipDataset(prepared_dir, split="train", crop_samples=2000, receptive_field=500, seed=7)
+    a, b = ds[3], ds[3]
+    assert torch.equal(a["codes"], b["codes"])
+    ds.set_epoch(1)
+    assert any(not torch.equal(ds[i]["codes"], ClipDataset(prepared_dir, crop_samples=2000, receptive_field=500,
+                                                          seed=7)[i]["codes"]) for i in range(5))
+    # A crop longer than a 2 s clip: silence and black frames on the left, the whole clip on the right.
+    long = ClipDataset(prepared_dir, split="train", crop_samples=40000, receptive_field=2000)
+    item = long[0]
+    codes, frames = item["codes"].numpy(), item["frames"].numpy()
+    assert len(codes) == 42000
+    assert codes[0] == audio.SILENCE and frames[0].max() == 0
+    assert codes[-1000:].std() > 0  # real audio at the end
+
+
+def test_dataset_works_with_dataloader_workers(prepared_dir):
+    ds = ClipDataset(prepared_dir, split="train", crop_samples=3200, receptive_field=320)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)
+    batch = next(iter(loader))
+    assert batch["codes"].shape == (4, 3520)
+    assert batch["frames"].shape == (4, 6, 64, 64, 1)
+    assert batch["label"].shape == (4,)
+
+
+def test_missing_or_future_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not a prepared data set"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 99, "data": {}, "clips": []}))
+    with pytest.raises(DataError, match="version 99 is not supported"):
+        load_manifest(tmp_path)

@@ -1,23 +1,32 @@
-"""The conditional WaveNet: mu-law codes and video frames in, next-sample logits out.
+"""The conditional WaveNet: mu-law codes and the dancer's movement in, next-sample logits out.
 
 References: van den Oord et al. 2016, "WaveNet: A Generative Model for Raw Audio" (gated activations with local
 and global conditioning, sec. 2.3-2.5); Paine et al. 2016, "Fast WaveNet Generation Algorithm" (the per-layer
 buffers behind `step`).
 
-The one-step shift, stated once: logits[..., t] predicts codes[t + 1], from codes[<= t] and from the video frame
-that covers sample t + 1, frame (t + 1) // hop, whose timestamp ((t + 1) // hop) / fps is <= (t + 1) / sample_rate.
-So the sound at any time depends only on earlier sound and on frames already shown: the model can play live.
+Alignment, stated once. The model predicts target sample t from the samples before it and from the movement up
+to frame t // hop (the frame shown at time t / sample_rate, since frame k covers samples k*hop .. (k+1)*hop - 1).
+Its input at position t is the previous sample, codes[t - 1]; the sample before a clip is `audio.SILENCE`, and
+before its first frame the first frame is held. So the sound at any time depends only on earlier sound and on
+frames already shown: the model can play live.
+
+The sequence path (`logits`) is *valid*: its first receptive_field - 1 inputs are context, and it returns logits
+for the rest. `teacher_forced` adds the pre-roll (silence, first frame held) so that a whole clip gets logits from
+its first sample, and `init_state` starts `step` from exactly that pre-roll, so step == teacher_forced.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from movenet.nn import CausalConv1d, FrameEncoder, ResidualBlock
+from movenet.audio import SILENCE
+from movenet.nn import DilatedCausalConv, FrameEncoder, KeypointEncoder, ResidualBlock, TemporalConv
+
+FEATURES = ("frames", "keypoints", "both")
 
 
 @dataclass
@@ -30,15 +39,34 @@ class ModelConfig:
     layers_per_stack: int = 10  # dilations 1, 2, ..., 2**(layers_per_stack - 1)
     n_stacks: int = 2
     input_kernel: int = 2  # the causal convolution after the code embedding
-    # video
+    # movement
     hop: int = 640  # audio samples per video frame: sample_rate / fps of the data
+    features: str = "frames"  # "frames", "keypoints" or "both"
     frame_size: int = 64
     frame_channels: int = 1
-    video_channels: int = 64
+    frame_width: int = 32  # frame CNN width
+    n_joints: int = 15
+    keypoint_width: int = 128  # keypoint MLP width
+    video_channels: int = 64  # movement vector per frame
     video_kernel: int = 3  # causal temporal convolution over frames
-    video_width: int = 32  # frame CNN width
     # style (global conditioning); 0 = none
     n_labels: int = 0
+
+    def __post_init__(self):
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Build from a checkpoint's plain dict; unknown keys are an error (a newer checkpoint format)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model settings {unknown}: made by a newer movenet?")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @property
     def dilations(self) -> list[int]:
@@ -50,129 +78,172 @@ class ModelConfig:
 
     @property
     def receptive_field(self) -> int:
-        """Codes that one output sees: itself, the input convolution's history, and every dilated layer's."""
+        """Input samples that one output sees: itself, the input convolution's history, every dilated layer's."""
         return 1 + (self.input_kernel - 1) + sum((self.kernel_size - 1) * d for d in self.dilations)
+
+    @property
+    def context_frames(self) -> int:
+        """Whole frames of audio context that cover receptive_field - 1 samples (the pre-roll, crop context)."""
+        return -(-(self.receptive_field - 1) // self.hop)
+
+    @property
+    def uses_frames(self) -> bool:
+        return self.features in ("frames", "both")
+
+    @property
+    def uses_keypoints(self) -> bool:
+        return self.features in ("keypoints", "both")
 
 
 @dataclass
 class State:
     """Everything `step` carries from one sample to the next (batch-first tensors)."""
 
-    t: int  # index of the next input sample
-    input_buffer: torch.Tensor  # [B, C_res, input_kernel - 1]
-    buffers: list[torch.Tensor] = field(default_factory=list)  # per dilated layer: [B, C_res, (k-1) * d]
+    t: int  # index of the next target sample
+    input_buffer: torch.Tensor  # [B, input_kernel - 1, C_res]: embedded past codes
+    buffers: list[torch.Tensor] = field(default_factory=list)  # per dilated layer: [B, (k-1) * d, C_res]
 
 
 class MoveNet(nn.Module):
-    """Video-conditioned WaveNet.
-
-    forward(codes [B, T] int64, frames [B, T_v, H, W, C] uint8, labels [B] | None) -> logits [B, Q, T]
-    with T < T_v * hop (sample t needs frame (t + 1) // hop).
-    """
+    """Video-conditioned WaveNet. See the module docstring for the alignment of audio and frames."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = c = config
         self.embed = nn.Embedding(c.n_classes, c.residual_channels)  # = one-hot followed by a 1x1 convolution
-        self.input_conv = CausalConv1d(c.residual_channels, c.residual_channels, c.input_kernel)
+        self.input_conv = DilatedCausalConv(c.residual_channels, c.residual_channels, c.input_kernel)
         self.blocks = nn.ModuleList(
             ResidualBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d) for d in c.dilations
         )
-        self.video = FrameEncoder(c.frame_channels, c.video_channels, c.video_kernel, c.video_width)
-        # V_f, V_g of every layer in one 1x1 convolution at frame rate; up-sampling is then a repeat (exact,
-        # since a 1x1 convolution commutes with repeating) and costs nothing per sample.
-        self.cond_proj = nn.Conv1d(c.video_channels, c.n_layers * c.gate_channels, 1)
+        self.frame_encoder = FrameEncoder(c.frame_channels, c.video_channels, c.frame_width) if c.uses_frames else None
+        self.keypoint_encoder = KeypointEncoder(c.n_joints, c.video_channels, c.keypoint_width) if c.uses_keypoints else None
+        self.temporal = TemporalConv(c.video_channels, c.video_kernel)
+        # V_f, V_g of every layer in one projection at frame rate; holding it for `hop` samples is the up-sampler
+        # (a projection commutes with holding), so conditioning costs nothing per sample.
+        self.cond_proj = nn.Linear(c.video_channels, c.n_layers * c.gate_channels)
         self.label_embed = nn.Embedding(c.n_labels, c.n_layers * c.gate_channels) if c.n_labels else None
         self.head = nn.Sequential(
-            nn.ReLU(), nn.Conv1d(c.skip_channels, c.skip_channels, 1), nn.ReLU(), nn.Conv1d(c.skip_channels, c.n_classes, 1)
+            nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.n_classes)
         )
 
     @property
     def receptive_field(self) -> int:
         return self.config.receptive_field
 
+    @property
+    def frame_lookback(self) -> int:
+        """Frames before the current one that its conditioning depends on (a live loop keeps this many)."""
+        return self.temporal.lookback
+
     # -- conditioning ---------------------------------------------------------------------------------------------
 
-    def condition(self, frames: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-frame conditioning of all layers: frames [B, T_v, H, W, C] uint8 -> [B, n_layers * G, T_v].
+    def condition(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
+                  labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-frame conditioning of all layers -> [B, T_v, n_layers * G].
 
-        Causal in frames: column k depends on frames k - video_kernel + 1 .. k only.
+        frames: uint8 [B, T_v, H, W, C]; keypoints: float [B, T_v, J, 3]; labels: int64 [B] (style).
+        Causal in frames: row k depends on frames k - frame_lookback .. k only (frame 0 held before the start).
         """
-        cond = self.cond_proj(self.video(frames))
+        c = self.config
+        parts = []
+        if c.uses_frames:
+            if frames is None:
+                raise ValueError("this model listens to frames: pass frames")
+            parts.append(self.frame_encoder(frames))
+        if c.uses_keypoints:
+            if keypoints is None:
+                raise ValueError("this model listens to keypoints: pass keypoints")
+            parts.append(self.keypoint_encoder(keypoints.float()))
+        cond = self.cond_proj(self.temporal(sum(parts)))
         if self.label_embed is not None:
             if labels is None:
                 raise ValueError("this model was trained with style labels: pass labels")
-            cond = cond + self.label_embed(labels)[:, :, None]
+            cond = cond + self.label_embed(labels)[:, None, :]
         return cond
 
     def cond_at(self, cond: torch.Tensor, t: int) -> torch.Tensor:
-        """The conditioning column used by input sample t (which predicts sample t + 1): [B, n_layers * G]."""
-        return cond[:, :, (t + 1) // self.config.hop]
+        """The conditioning row for target sample t: [B, n_layers * G]."""
+        return cond[:, t // self.config.hop]
 
     # -- training / teacher forcing -------------------------------------------------------------------------------
 
-    def forward(self, codes: torch.Tensor, frames: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_cond(codes, self.condition(frames, labels))
-
-    def forward_cond(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """codes [B, T] int64, cond [B, n_layers * G, T_v] -> logits [B, Q, T]"""
+    def logits(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Valid pass: codes [B, T] int64 (input t = the sample before target t, target t in frame t // hop),
+        cond [B, T_v, n_layers * G] -> logits [B, T - receptive_field + 1, Q] for targets receptive_field - 1 .. T - 1.
+        """
         B, T = codes.shape
-        G, hop = self.config.gate_channels, self.config.hop
-        if T // hop >= cond.shape[2]:
-            raise ValueError(f"{T} samples need {T // hop + 1} frames of conditioning, got {cond.shape[2]}")
-        frame_of = torch.div(torch.arange(1, T + 1, device=codes.device), hop, rounding_mode="floor")  # [T]
-        x = self.input_conv(self.embed(codes).transpose(1, 2))  # [B, C_res, T]
+        c = self.config
+        G, hop = c.gate_channels, c.hop
+        n_out = T - (c.receptive_field - 1)
+        if n_out < 1:
+            raise ValueError(f"{T} samples are fewer than the receptive field ({c.receptive_field})")
+        if (T - 1) // hop >= cond.shape[1]:
+            raise ValueError(f"{T} samples need {(T - 1) // hop + 1} frames of conditioning, got {cond.shape[1]}")
+        x = self.input_conv(self.embed(codes))  # [B, T - (input_kernel - 1), C_res]
+        start = self.input_conv.history  # audio position of x[:, 0]
         skips = 0
         for i, block in enumerate(self.blocks):
-            x, skip = block(x, cond[:, i * G: (i + 1) * G].index_select(2, frame_of))
+            x, skip, start = block(x, cond[:, :, i * G: (i + 1) * G], start, hop, n_out)
             skips = skips + skip
         return self.head(skips)
 
-    def loss(self, codes: torch.Tensor, frames: torch.Tensor, labels: torch.Tensor | None = None,
-             n_scored: int | None = None) -> torch.Tensor:
-        """Mean cross-entropy (nats) of predicting codes[:, 1:] from codes[:, :-1].
+    def forward(self, codes: torch.Tensor, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """`logits` with the conditioning computed from the movement: see `logits` and `condition`."""
+        return self.logits(codes, self.condition(frames, keypoints, labels))
 
-        n_scored: score only the last n predictions (the ones with a full receptive field of real context).
+    def loss(self, codes: torch.Tensor, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean cross-entropy (nats per sample) of a training crop.
+
+        codes: [B, 1 + T]: codes[:, 0] is the sample before the crop's first frame, codes[:, 1:] the crop, whose
+        samples i*hop .. (i+1)*hop - 1 lie in frame i. Scores every target with a full receptive field of context.
         """
-        logits = self(codes[:, :-1], frames, labels)
-        targets = codes[:, 1:]
-        if n_scored is not None:
-            logits, targets = logits[:, :, -n_scored:], targets[:, -n_scored:]
-        return F.cross_entropy(logits, targets)
+        logits = self(codes[:, :-1], frames, keypoints, labels)
+        targets = codes[:, self.config.receptive_field:]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+    def teacher_forced(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Logits for every sample of a clip from its start: codes [B, T] (the clip's targets), cond [B, T_v, ...]
+        -> logits [B, T, Q]; logits[:, t] predicts codes[:, t] from codes[:, :t] after the pre-roll."""
+        B, T = codes.shape
+        n_pre = self.config.context_frames
+        silence = codes.new_full((B, n_pre * self.config.hop + 1), SILENCE)
+        inputs = torch.cat([silence, codes[:, :-1]], dim=1)  # [B, pre-roll + T]
+        held = cond[:, :1].expand(-1, n_pre, -1)
+        return self.logits(inputs, torch.cat([held, cond], dim=1))[:, -T:]
 
     # -- incremental generation -----------------------------------------------------------------------------------
 
-    def init_state(self, batch_size: int, device=None) -> State:
-        """Silence in every buffer: the same as the zero left padding of `forward`."""
-        dtype = self.embed.weight.dtype
-        device = device or self.embed.weight.device
-        return State(
-            t=0,
-            input_buffer=self.input_conv.init_buffer(batch_size, device, dtype),
-            buffers=[block.dilated.init_buffer(batch_size, device, dtype) for block in self.blocks],
-        )
+    @torch.no_grad()
+    def init_state(self, cond0: torch.Tensor) -> State:
+        """The state after the pre-roll: silence for ever, under the first frame's conditioning cond0 [B, n_layers*G].
+
+        Every layer's input is then constant, so each buffer holds one vector; computing it takes one pass.
+        """
+        G = self.config.gate_channels
+        B = cond0.shape[0]
+        e = self.embed.weight[SILENCE].expand(B, -1).to(cond0.dtype)
+        input_buffer = self.input_conv.init_buffer(e)
+        x = self.input_conv.steady(e)
+        buffers = []
+        for i, block in enumerate(self.blocks):
+            buffers.append(block.dilated.init_buffer(x))
+            x = block.steady(x, cond0[:, i * G: (i + 1) * G])
+        return State(t=0, input_buffer=input_buffer, buffers=buffers)
 
     @torch.no_grad()
-    def step(self, code_t: torch.Tensor, cond_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One sample, constant work: code_t [B] int64, cond_t [B, n_layers * G] (see `cond_at`) -> logits [B, Q].
+    def step(self, prev_code: torch.Tensor, cond_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One sample, constant work: prev_code [B] int64 (the sample before target state.t; SILENCE at t = 0),
+        cond_t [B, n_layers * G] (= cond_at(cond, state.t)) -> logits [B, Q] for target state.t.
 
-        Updates the buffers in `state` and advances state.t. Feeding codes[t] with cond_at(cond, t) for t = 0, 1, ...
-        gives forward's logits[..., t] (teacher forcing).
+        Updates the buffers in `state` and advances state.t.
         """
         G, t = self.config.gate_channels, state.t
-        x = self.input_conv.step(self.embed(code_t), state.input_buffer, t)
+        x = self.input_conv.step(self.embed(prev_code), state.input_buffer, t)
         skips = 0
         for i, block in enumerate(self.blocks):
             x, skip = block.step(x, cond_t[:, i * G: (i + 1) * G], state.buffers[i], t)
             skips = skips + skip
-        logits = self.head(skips[:, :, None])[:, :, 0]
         state.t = t + 1
-        return logits, state
-
-
-def model_config_from_dict(d: dict) -> ModelConfig:
-    return ModelConfig(**d)
-
-
-def config_dict(config: ModelConfig) -> dict:
-    return asdict(config)
+        return self.head(skips), state

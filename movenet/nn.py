@@ -1,7 +1,13 @@
-"""Building blocks of the conditional WaveNet: causal convolutions (with a one-sample `step`), the gated residual
-block, and the video encoder (per-frame CNN + causal temporal convolution).
+"""Building blocks of the conditional WaveNet: the dilated causal convolution (a whole sequence, or one sample
+with `step`), the gated residual block, per-frame conditioning, and the movement encoders (frames or keypoints).
 
-Shapes are channels-first at audio rate, `[B, C, T]`, in training and in `step` alike.
+Shapes are channels-last, `[B, T, C]`, at audio rate and at frame rate alike: every 1x1 convolution is then a
+plain `F.linear` over the last axis (one large GEMM, the fastest layout on CPUs), and `step` works on `[B, C]`
+rows of the same layout, so each layer has one code path for training and for generation.
+
+Sequence convolutions here are *valid* (no padding): the output is shorter than the input by the convolution's
+history and starts at input position `history`. The model supplies real context (or its own pre-roll) instead of
+zeros, so training, teacher forcing and step-by-step generation all see the same thing.
 """
 
 from __future__ import annotations
@@ -11,45 +17,157 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class CausalConv1d(nn.Conv1d):
-    """A Conv1d whose output at t sees inputs at t, t - d, ..., t - (k-1)d only (left padding).
+class DilatedCausalConv(nn.Module):
+    """out[t] = W · [x[t - (k-1)d], ..., x[t - d], x[t]] + b: a causal convolution with k taps, dilation d.
 
-    `step` computes the same output one sample at a time from a ring buffer of the last (k-1)*d inputs.
+    `weight` is [C_out, k * C_in], taps oldest first, so one GEMM computes every tap.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1):
+        super().__init__()
+        self.in_channels, self.kernel_size, self.dilation = in_channels, kernel_size, dilation
         self.history = (kernel_size - 1) * dilation  # inputs to remember between steps
+        self.linear = nn.Linear(kernel_size * in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, C_in, T] -> [B, C_out, T]"""
-        return super().forward(F.pad(x, (self.history, 0)))
+        """x: [B, T, C_in] -> [B, T - history, C_out]; output i is the convolution at input position i + history."""
+        T = x.shape[1]
+        if self.kernel_size == 1:
+            return self.linear(x)
+        taps = [x[:, j * self.dilation: T - self.history + j * self.dilation] for j in range(self.kernel_size)]
+        return self.linear(torch.cat(taps, dim=-1))
 
-    def init_buffer(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
-        """The step state: [B, C_in, (k-1)*d] zeros, the same as the left padding of `forward`."""
-        return torch.zeros(batch_size, self.in_channels, self.history, device=device, dtype=dtype)
+    def init_buffer(self, x0: torch.Tensor) -> torch.Tensor:
+        """Step state holding the constant input x0 [B, C_in] as every remembered input: [B, history, C_in]."""
+        return x0[:, None, :].expand(-1, self.history, -1).clone()
 
     def step(self, x_t: torch.Tensor, buffer: torch.Tensor, t: int) -> torch.Tensor:
-        """One sample: x_t [B, C_in] at time t -> [B, C_out]. Updates `buffer` in place (slot t mod history).
-
-        Tap j of the kernel multiplies the input at t - (k-1-j)*d, which lives in slot (t - (k-1-j)*d) mod history.
-        """
-        k, d = self.kernel_size[0], self.dilation[0]
-        out = F.linear(x_t, self.weight[:, :, k - 1], self.bias)
-        for j in range(k - 1):
-            lag = (k - 1 - j) * d
-            out = out + F.linear(buffer[:, :, (t - lag) % self.history], self.weight[:, :, j])
-        if self.history:
-            buffer[:, :, t % self.history] = x_t
+        """One sample: x_t [B, C_in] at time t -> [B, C_out]. Updates `buffer` in place (ring, slot t mod history)."""
+        if not self.history:
+            return self.linear(x_t)
+        d, n = self.dilation, self.history
+        taps = [buffer[:, (t - (self.kernel_size - 1 - j) * d) % n] for j in range(self.kernel_size - 1)]
+        out = self.linear(torch.cat([*taps, x_t], dim=-1))
+        buffer[:, t % n] = x_t
         return out
+
+    def steady(self, x0: torch.Tensor) -> torch.Tensor:
+        """The output for an input that has been x0 [B, C_in] forever: [B, C_out]."""
+        return self.linear(x0.repeat(1, self.kernel_size))
+
+
+def _frame_spans(n_samples: int, start: int, hop: int):
+    """Split audio positions start .. start + n_samples - 1 by frame: (first row, rows, first frame, frames) spans,
+    rows of whole frames grouped, so per-frame work is a few large tensor operations."""
+    frame, phase = divmod(start, hop)
+    n_head = min(n_samples, (hop - phase) % hop)  # rest of a frame that began before `start`
+    n_whole = (n_samples - n_head) // hop
+    n_tail = n_samples - n_head - n_whole * hop
+    spans = []
+    if n_head:
+        spans.append((0, n_head, frame, 1))
+        frame += 1
+    if n_whole:
+        spans.append((n_head, n_whole * hop, frame, n_whole))
+        frame += n_whole
+    if n_tail:
+        spans.append((n_samples - n_tail, n_tail, frame, 1))
+    return spans
+
+
+def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype F.linear would compute in here: autocast's (bf16 on CPU) when it is on."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weight.dtype
+
+
+class _GatedResidualLayer(torch.autograd.Function):
+    """One residual layer, forward and backward written out (a training hot spot: it runs 20 times per step).
+
+        h = W_d · [x[t - (k-1)d], ..., x[t]] + b_d + cond[frame of t]       (valid positions only)
+        z = tanh(h_f) * sigmoid(h_g)
+        x_out = x[t] + W_r z + b_r;   skip = W_s z + b_s   (skip for the last n_skip positions only)
+
+    Written as one function so neither pass makes an up-sampled copy of `cond`, a zero-filled gradient per slice of
+    x, or an autograd copy of a view: each gradient is written once, and the GEMMs see contiguous 2-D operands.
+    """
+
+    @staticmethod
+    def forward(ctx, x, cond, w_d, b_d, w_r, b_r, w_s, b_s, start, hop, kernel_size, dilation, n_skip):
+        dtype = _compute_dtype(x, w_d)
+        params = [p.to(dtype) for p in (w_d, b_d, w_r, b_r, w_s, b_s)]
+        w_d_, b_d_, w_r_, b_r_, w_s_, b_s_ = params
+        x, cond = x.to(dtype), cond.to(dtype)
+        B, T, C = x.shape
+        history = (kernel_size - 1) * dilation
+        n = T - history
+        taps = torch.cat([x[:, j * dilation: j * dilation + n] for j in range(kernel_size)], dim=-1)
+        h = torch.addmm(b_d_, taps.view(B * n, -1), w_d_.t())  # [B*n, G]
+        spans = _frame_spans(n, start + history, hop)
+        G = h.shape[1]
+        h3 = h.view(B, n, G)
+        for row, n_rows, frame, n_frames in spans:
+            h3[:, row: row + n_rows].view(B, n_frames, -1, G).add_(cond[:, frame: frame + n_frames, None])
+        a, s = torch.tanh(h[:, : G // 2]), torch.sigmoid(h[:, G // 2:])
+        z = a * s  # [B*n, G/2]
+        x_out = torch.addmm(b_r_, z, w_r_.t()).view(B, n, C)
+        x_out += x[:, history:]
+        z_last = z.view(B, n, -1)[:, n - n_skip:].reshape(B * n_skip, -1)
+        skip = torch.addmm(b_s_, z_last, w_s_.t()).view(B, n_skip, -1)
+        ctx.save_for_backward(taps, a, s, w_d_, w_r_, w_s_)
+        ctx.meta = (spans, cond.shape, kernel_size, dilation, n_skip, [p.dtype for p in (cond, w_d, b_d, w_r, b_r, w_s, b_s)])
+        return x_out, skip
+
+    @staticmethod
+    def backward(ctx, grad_x_out, grad_skip):
+        taps, a, s, w_d, w_r, w_s = ctx.saved_tensors
+        spans, cond_shape, kernel_size, dilation, n_skip, dtypes = ctx.meta
+        B, n, C = grad_x_out.shape
+        G2 = a.shape[1]
+        history = (kernel_size - 1) * dilation
+        go = grad_x_out.to(w_r.dtype).reshape(B * n, C)
+        gs_out = grad_skip.to(w_s.dtype).reshape(B * n_skip, -1)
+        z = a * s
+        z_last = z.view(B, n, G2)[:, n - n_skip:].reshape(B * n_skip, G2)
+        grad_w_r, grad_b_r = go.t() @ z, go.sum(0, dtype=torch.float32)
+        grad_w_s, grad_b_s = gs_out.t() @ z_last, gs_out.sum(0, dtype=torch.float32)
+        gz = go @ w_r  # [B*n, G/2]
+        gz.view(B, n, G2)[:, n - n_skip:] += (gs_out @ w_s).view(B, n_skip, G2)
+        gh = torch.empty(B * n, 2 * G2, dtype=gz.dtype, device=gz.device)
+        torch.mul(gz * s, 1 - a * a, out=gh[:, :G2])  # d tanh = 1 - tanh^2
+        torch.mul(gz * a, s * (1 - s), out=gh[:, G2:])  # d sigmoid = s (1 - s)
+        grad_cond = torch.zeros(cond_shape, dtype=torch.float32, device=gh.device)
+        gh3 = gh.view(B, n, 2 * G2)
+        for row, n_rows, frame, n_frames in spans:
+            grad_cond[:, frame: frame + n_frames] = gh3[:, row: row + n_rows].reshape(B, n_frames, -1, 2 * G2).sum(2)
+        grad_w_d, grad_b_d = gh.t() @ taps.view(B * n, -1), gh.sum(0, dtype=torch.float32)
+        grad_taps = (gh @ w_d).view(B, n, kernel_size, C)
+        grad_x = grad_taps.new_zeros(B, n + history, C)
+        grad_x[:, history:] = grad_x_out
+        for j in range(kernel_size):
+            grad_x[:, j * dilation: j * dilation + n] += grad_taps[:, :, j]
+        grads = [g.to(dt) for g, dt in zip((grad_cond, grad_w_d, grad_b_d, grad_w_r, grad_b_r, grad_w_s, grad_b_s), dtypes)]
+        return (grad_x, *grads, None, None, None, None, None)
+
+
+def add_per_frame_(h: torch.Tensor, cond: torch.Tensor, start: int, hop: int) -> torch.Tensor:
+    """h[:, i] += cond[:, (start + i) // hop] for every i, in place (no autograd: for tests and inference).
+
+    This is the up-sampler from frame rate to audio rate: each frame's value is held for its `hop` samples.
+    h: [B, T, G] at audio rate, whose row 0 is audio position `start`; cond: [B, T_v, G] at frame rate.
+    """
+    B, T, G = h.shape
+    for row, n_rows, frame, n_frames in _frame_spans(T, start, hop):
+        h[:, row: row + n_rows].view(B, n_frames, -1, G).add_(cond[:, frame: frame + n_frames, None])
+    return h
 
 
 class ResidualBlock(nn.Module):
     """z = tanh(W_f * x + V_f y) ⊙ σ(W_g * x + V_g y); x + W_r z goes on, W_s z goes to the skip sum.
 
     `gate_channels` G is the dilated convolution's output: G/2 filter channels and G/2 gate channels, so z has
-    G/2 channels. The conditioning term V y (video and style) is computed by the model for all layers at once
-    and passed in as `cond` [B, G, T].
+    G/2 channels. The conditioning term V y (video and style) is computed by the model for all layers at once,
+    per frame, and passed in as `cond` [B, T_v, G].
     """
 
     def __init__(self, residual_channels: int, gate_channels: int, skip_channels: int, kernel_size: int, dilation: int):
@@ -57,35 +175,55 @@ class ResidualBlock(nn.Module):
         if gate_channels % 2:
             raise ValueError(f"gate_channels must be even (filter and gate halves), got {gate_channels}")
         self.half = gate_channels // 2
-        self.dilated = CausalConv1d(residual_channels, gate_channels, kernel_size, dilation)
-        self.residual = nn.Conv1d(self.half, residual_channels, 1)
-        self.skip = nn.Conv1d(self.half, skip_channels, 1)
+        self.dilated = DilatedCausalConv(residual_channels, gate_channels, kernel_size, dilation)
+        self.residual = nn.Linear(self.half, residual_channels)
+        self.skip = nn.Linear(self.half, skip_channels)
 
     def _gate(self, h: torch.Tensor) -> torch.Tensor:
-        f, g = h.split(self.half, dim=1)
+        f, g = h.split(self.half, dim=-1)
         return torch.tanh(f) * torch.sigmoid(g)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [B, C_res, T], cond: [B, G, T] -> (residual out [B, C_res, T], skip [B, C_skip, T])"""
-        z = self._gate(self.dilated(x) + cond)
-        return x + self.residual(z), self.skip(z)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, start: int, hop: int, n_skip: int):
+        """x: [B, T, C_res] from audio position `start`; cond: [B, T_v, G] -> (x [B, T - history, C_res],
+        skip [B, n_skip, C_skip] for the last n_skip positions, the new start)."""
+        conv = self.dilated
+        x, skip = _GatedResidualLayer.apply(
+            x, cond, conv.linear.weight, conv.linear.bias, self.residual.weight, self.residual.bias, self.skip.weight,
+            self.skip.bias, start, hop, conv.kernel_size, conv.dilation, n_skip)
+        return x, skip, start + conv.history
 
     def step(self, x_t: torch.Tensor, cond_t: torch.Tensor, buffer: torch.Tensor, t: int):
         """x_t: [B, C_res], cond_t: [B, G] -> (residual out [B, C_res], skip [B, C_skip])"""
         z = self._gate(self.dilated.step(x_t, buffer, t) + cond_t)
-        return x_t + F.linear(z, self.residual.weight[:, :, 0], self.residual.bias), F.linear(
-            z, self.skip.weight[:, :, 0], self.skip.bias
-        )
+        return x_t + self.residual(z), self.skip(z)
+
+    def steady(self, x0: torch.Tensor, cond0: torch.Tensor) -> torch.Tensor:
+        """The residual output for an input held at x0 [B, C_res] under conditioning cond0 [B, G]."""
+        return x0 + self.residual(self._gate(self.dilated.steady(x0) + cond0))
+
+
+class TemporalConv(nn.Module):
+    """A causal convolution across frames whose history before frame 0 is frame 0 held (as the video would be)."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        self.conv = DilatedCausalConv(channels, channels, kernel_size)
+        self.lookback = kernel_size - 1  # earlier frames that a frame's features depend on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, T_v, C] -> [B, T_v, C]"""
+        held = x[:, :1].expand(-1, self.lookback, -1)
+        return F.relu(self.conv(torch.cat([held, x], dim=1)))
 
 
 class FrameEncoder(nn.Module):
-    """Frames -> one movement vector per frame, causal in time.
+    """Frames -> one movement vector per frame.
 
     A small CNN embeds each frame on its own (spatial layout kept by a 4x4 pooled grid, since *where* a hand is
-    matters), then a causal temporal convolution mixes each frame with the `temporal_kernel - 1` before it.
+    matters).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int = 3, width: int = 32):
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32):
         super().__init__()
         self.cnn = nn.Sequential(
             nn.Conv2d(in_channels, width // 2, 5, stride=2, padding=2), nn.ReLU(),
@@ -95,12 +233,37 @@ class FrameEncoder(nn.Module):
             nn.Flatten(),
             nn.Linear(width * 16, out_channels), nn.ReLU(),
         )
-        self.temporal = CausalConv1d(out_channels, out_channels, temporal_kernel)
-        self.lookback = temporal_kernel - 1  # frames before the current one that its features depend on
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames: uint8 [B, T_v, H, W, C] -> float [B, C_out, T_v]"""
+        """frames: uint8 [B, T_v, H, W, C] -> float [B, T_v, C_out]"""
         B, T_v, H, W, C = frames.shape
         x = frames.reshape(B * T_v, H, W, C).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B*T_v, C, H, W]
-        per_frame = self.cnn(x).reshape(B, T_v, -1).transpose(1, 2)  # [B, C_out, T_v]
-        return F.relu(self.temporal(per_frame))
+        return self.cnn(x).reshape(B, T_v, -1)
+
+
+class KeypointEncoder(nn.Module):
+    """2D keypoints -> one movement vector per frame, by a per-frame MLP.
+
+    Input per joint: x, y (normalized image coordinates) and visibility. A joint that is not seen (visibility 0)
+    enters as (0, 0, 0) whatever its coordinates say, so the network learns "missing" from the mask alone.
+    Coordinates are taken relative to the visible joints' mean too, so the same pose anywhere in the picture
+    looks alike, while the absolute position still comes in.
+    """
+
+    def __init__(self, n_joints: int, out_channels: int, width: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(n_joints * 5, width), nn.ReLU(),
+            nn.Linear(width, width), nn.ReLU(),
+            nn.Linear(width, out_channels), nn.ReLU(),
+        )
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """keypoints: float [B, T_v, J, 3] (x, y, visibility) -> float [B, T_v, C_out]"""
+        B, T_v, J, _ = keypoints.shape
+        vis = keypoints[..., 2:3].clamp(0, 1)
+        seen = (vis > 0).float()
+        xy = (keypoints[..., :2] - 0.5) * 2 * seen  # [-1, 1], zero where unseen
+        center = xy.sum(2, keepdim=True) / seen.sum(2, keepdim=True).clamp(min=1)
+        rel = (xy - center) * seen
+        return self.mlp(torch.cat([xy, rel, vis], dim=-1).reshape(B, T_v, J * 5))

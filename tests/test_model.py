@@ -1,14 +1,16 @@
-"""The conditional WaveNet: causality end to end, the receptive field it reports, and step == forward."""
+"""The conditional WaveNet: causality end to end, the receptive field it reports, and step == teacher forcing."""
 
 import pytest
 import torch
+from torch import nn
 
+from movenet.audio import SILENCE
 from movenet.model import ModelConfig, MoveNet
 
 
 def tiny_config(**overrides) -> ModelConfig:
     base = dict(residual_channels=8, gate_channels=16, skip_channels=8, layers_per_stack=4, n_stacks=2, hop=16,
-                frame_size=16, frame_channels=1, video_channels=8, video_width=8, n_labels=3)
+                frame_size=16, frame_channels=1, video_channels=8, frame_width=8, keypoint_width=16, n_labels=3)
     return ModelConfig(**{**base, **overrides})
 
 
@@ -19,13 +21,26 @@ def model() -> MoveNet:
 
 
 def inputs(config: ModelConfig, n_samples: int, batch: int = 2, seed: int = 0):
+    """Random codes [B, n_samples], the frames and keypoints covering them, and style labels."""
     g = torch.Generator().manual_seed(seed)
-    n_frames = n_samples // config.hop + 1
+    n_frames = -(-n_samples // config.hop)
     codes = torch.randint(0, 256, (batch, n_samples), generator=g)
     frames = torch.randint(0, 256, (batch, n_frames, config.frame_size, config.frame_size, 1), generator=g,
                            dtype=torch.uint8)
+    keypoints = torch.rand(batch, n_frames, config.n_joints, 3, generator=g)
     labels = torch.randint(0, config.n_labels, (batch,), generator=g)
-    return codes, frames, labels
+    return codes, frames, keypoints, labels
+
+
+class Fixed(nn.Module):
+    """Stands in for the embedding so the test can differentiate with respect to it."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, codes):
+        return self.value
 
 
 def test_receptive_field_matches_the_published_formula():
@@ -33,82 +48,130 @@ def test_receptive_field_matches_the_published_formula():
     assert ModelConfig(layers_per_stack=10, n_stacks=1).receptive_field == 1024 + 1
     assert ModelConfig(layers_per_stack=10, n_stacks=2).receptive_field == 2 * 1023 + 2
     assert ModelConfig(layers_per_stack=10, n_stacks=3, kernel_size=3).receptive_field == 3 * 2046 + 2
+    assert ModelConfig().context_frames == 4  # 2047 samples of context = 3.2 frames of 640
 
 
-def test_audio_causality_and_receptive_field_by_gradient(model):
-    """Output t has gradient from codes (t - rf, t] only: none from the future, some from the oldest in range."""
-    config = model.config
-    T, t = 120, 100
-    codes, frames, labels = inputs(config, T)
+def test_causality_and_receptive_field_by_gradient(model):
+    """Output j (input position j + rf - 1) has gradient from exactly the rf inputs ending at its own position."""
+    rf = model.receptive_field
+    T = rf + 40
+    codes, frames, _, labels = inputs(model.config, T)
     embedded = model.embed(codes).detach().requires_grad_(True)
-    cond = model.condition(frames, labels)
-    # Run forward_cond's body on an embedding we can differentiate.
-    x = model.input_conv(embedded.transpose(1, 2))
-    G = config.gate_channels
-    frame_of = torch.arange(1, T + 1) // config.hop
-    skips = 0
-    for i, block in enumerate(model.blocks):
-        x, s = block(x, cond[:, i * G: (i + 1) * G].index_select(2, frame_of))
-        skips = skips + s
-    logits = model.head(skips)
-    logits[0, :, t].sum().backward()
+    cond = model.condition(frames, labels=labels)
+    model.embed = Fixed(embedded)
+    logits = model.logits(codes, cond)
+    assert logits.shape == (2, T - rf + 1, 256)
+    j = 20
+    logits[0, j].sum().backward()
     seen = embedded.grad[0].abs().sum(dim=1) > 0  # [T]
-    assert not seen[t + 1:].any(), "future audio leaks into the past"
-    assert seen[t - model.receptive_field + 1], "oldest sample of the receptive field has no influence"
-    assert not seen[: t - model.receptive_field + 1].any(), "influence beyond the reported receptive field"
-    assert seen.sum() == model.receptive_field
+    position = j + rf - 1
+    assert not seen[position + 1:].any(), "future audio leaks into the past"
+    assert seen[position - rf + 1] and seen[position], "the ends of the receptive field have no influence"
+    assert not seen[: position - rf + 1].any(), "influence beyond the reported receptive field"
+    assert seen.sum() == rf
     assert not embedded.grad[1].any(), "batch items leak into each other"
 
 
 def test_future_audio_and_frames_do_not_change_earlier_outputs(model):
-    config = model.config
+    hop, rf = model.config.hop, model.receptive_field
     T = 200
-    codes, frames, labels = inputs(config, T)
-    reference = model(codes, frames, labels)
-    t = 150  # output t predicts sample t + 1 from frame (t + 1) // hop
-    last_frame_seen = (t + 1) // config.hop
+    codes, frames, _, labels = inputs(model.config, T)
+    reference = model.teacher_forced(codes, model.condition(frames, labels=labels))  # [B, T, Q]
+    t = 150  # logits[:, t] predicts codes[:, t] from codes[:, :t] and frames up to t // hop
+    frame = t // hop
     codes2, frames2 = codes.clone(), frames.clone()
-    codes2[:, t + 1:] = torch.randint(0, 256, codes2[:, t + 1:].shape)
-    frames2[:, last_frame_seen + 1:] = 255 - frames2[:, last_frame_seen + 1:]
-    changed = model(codes2, frames2, labels)
-    torch.testing.assert_close(changed[:, :, : t + 1], reference[:, :, : t + 1], rtol=0, atol=0)
-    # ...while the current frame does matter (the model is conditioned at all).
+    codes2[:, t:] = torch.randint(0, 256, codes2[:, t:].shape)
+    frames2[:, frame + 1:] = 255 - frames2[:, frame + 1:]
+    changed = model.teacher_forced(codes2, model.condition(frames2, labels=labels))
+    torch.testing.assert_close(changed[:, : t + 1], reference[:, : t + 1], rtol=0, atol=0)
+    # ...while the current frame and the oldest sample in the receptive field do matter, and one older does not
     frames3 = frames.clone()
-    frames3[:, last_frame_seen] = 255 - frames3[:, last_frame_seen]
-    assert not torch.allclose(model(codes, frames3, labels)[:, :, t], reference[:, :, t])
+    frames3[:, frame] = 255 - frames3[:, frame]
+    assert not torch.allclose(model.teacher_forced(codes, model.condition(frames3, labels=labels))[:, t],
+                              reference[:, t])
+    # The oldest code in the receptive field matters and one older never does. (Its only path runs through every
+    # layer's oldest tap and the head's ReLU, which can zero it at a given t, so look at several t.)
+    oldest_matters = []
+    for t in range(140, 150):
+        older, oldest = codes.clone(), codes.clone()
+        older[:, t - rf - 1] = (older[:, t - rf - 1] + 128) % 256
+        oldest[:, t - rf] = (oldest[:, t - rf] + 128) % 256
+        torch.testing.assert_close(model.teacher_forced(older, model.condition(frames, labels=labels))[:, t],
+                                   reference[:, t], rtol=0, atol=0)
+        oldest_matters.append(
+            not torch.equal(model.teacher_forced(oldest, model.condition(frames, labels=labels))[:, t], reference[:, t]))
+    assert any(oldest_matters), oldest_matters
 
 
 def test_style_label_changes_the_output(model):
-    codes, frames, labels = inputs(model.config, 64)
+    codes, frames, _, labels = inputs(model.config, 64)
     other = (labels + 1) % model.config.n_labels
-    assert not torch.allclose(model(codes, frames, labels), model(codes, frames, other))
+    cond, cond_other = model.condition(frames, labels=labels), model.condition(frames, labels=other)
+    assert not torch.allclose(model.teacher_forced(codes, cond), model.teacher_forced(codes, cond_other))
     with pytest.raises(ValueError, match="labels"):
-        model(codes, frames)
+        model.condition(frames)
 
 
-def test_step_with_teacher_forcing_equals_forward(model):
-    """Incremental generation over more than a receptive field gives the full forward pass's logits."""
-    config = model.config
+@pytest.mark.parametrize("features", ["frames", "keypoints", "both"])
+def test_step_with_teacher_forcing_equals_the_sequence_pass(features):
+    """Incremental generation from the pre-roll, over more than a receptive field, gives teacher_forced's logits."""
+    torch.manual_seed(0)
+    model = MoveNet(tiny_config(features=features)).eval()
     T = model.receptive_field * 2 + 37
-    codes, frames, labels = inputs(config, T, batch=3)
-    full = model(codes, frames, labels)  # [B, Q, T]
-    cond = model.condition(frames, labels)
-    state = model.init_state(batch_size=3)
+    codes, frames, keypoints, labels = inputs(model.config, T, batch=3)
+    cond = model.condition(frames if model.config.uses_frames else None,
+                           keypoints if model.config.uses_keypoints else None, labels)
+    full = model.teacher_forced(codes, cond)  # [B, T, Q]
+    state = model.init_state(model.cond_at(cond, 0))
+    prev = torch.full((3,), SILENCE)
     stepped = []
     for t in range(T):
-        logits, state = model.step(codes[:, t], model.cond_at(cond, t), state)
+        logits, state = model.step(prev, model.cond_at(cond, t), state)
         stepped.append(logits)
-    stepped = torch.stack(stepped, dim=2)
+        prev = codes[:, t]
     assert state.t == T
-    torch.testing.assert_close(stepped, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.stack(stepped, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_movement_input_is_a_clear_error():
+    model = MoveNet(tiny_config(features="keypoints"))
+    _, frames, _, labels = inputs(model.config, 64)
+    with pytest.raises(ValueError, match="keypoints"):
+        model.condition(frames, labels=labels)
+    with pytest.raises(ValueError, match="features"):
+        tiny_config(features="skeleton")
+
+
+def test_loss_scores_the_crop_after_its_context(model):
+    """loss() on a crop is the cross-entropy of logits() against the targets with full context."""
+    rf, hop = model.receptive_field, model.config.hop
+    n = 3 * hop
+    codes, frames, _, labels = inputs(model.config, 1 + rf + n)
+    frames = frames[:, : -(-(rf + n) // hop)]
+    loss = model.loss(codes, frames, labels=labels)
+    logits = model.logits(codes[:, :-1], model.condition(frames, labels=labels))
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), codes[:, rf:].reshape(-1))
+    torch.testing.assert_close(loss, expected)
+    assert logits.shape[1] == n + 1
+    assert 4.0 < loss.item() < 7.0  # an untrained model is near uniform: ln 256 = 5.55
 
 
 def test_default_config_shapes_and_size():
     model = MoveNet(ModelConfig(n_labels=3))
-    codes = torch.randint(0, 256, (2, 1279))
-    frames = torch.zeros(2, 2, 64, 64, 1, dtype=torch.uint8)
-    assert model(codes, frames, torch.tensor([0, 2])).shape == (2, 256, 1279)
+    rf = model.receptive_field
+    codes = torch.randint(0, 256, (2, rf + 99))
+    frames = torch.zeros(2, -(-(rf + 99) // 640), 64, 64, 1, dtype=torch.uint8)
+    assert model(codes, frames, labels=torch.tensor([0, 2])).shape == (2, 100, 256)
     with pytest.raises(ValueError, match="frames of conditioning"):
-        model(torch.randint(0, 256, (2, 1280)), frames, torch.tensor([0, 2]))
+        model(torch.randint(0, 256, (2, frames.shape[1] * 640 + 1)), frames, labels=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="receptive field"):
+        model(codes[:, : rf - 1], frames, labels=torch.tensor([0, 2]))
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params < 2_000_000  # a few MB: small enough to ship
+
+
+def test_config_round_trips_through_a_plain_dict():
+    config = tiny_config(features="both")
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown model settings"):
+        ModelConfig.from_dict({**config.to_dict(), "attention": True})

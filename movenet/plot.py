@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read: a clip's contact sheet (frames above, waveform and spectrogram)."""
+"""Pictures people would rather look at than read: a clip's contact sheet (frames above, waveform and
+spectrogram), and evaluation plots (a clip's audio against its movement; metric bars per condition)."""
 
 from __future__ import annotations
 
@@ -62,4 +63,132 @@ def contact_sheet(frames: np.ndarray, wav: np.ndarray, sample_rate: int, fps: in
     ax_spec.set_xlabel("seconds")
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+_CONDITION_COLORS = {"model": "tab:blue", "ground truth": "tab:green", "chance": "0.55"}
+
+
+def _spectrogram_panel(ax, wav: np.ndarray, sample_rate: int, seconds: float) -> None:
+    """Log-magnitude spectrogram (dBFS, -100..0) of wav on [0, seconds] x [0, sample_rate / 2]."""
+    import librosa
+
+    n_fft, hop = 512, 128
+    if len(wav) >= n_fft:
+        mag = np.abs(librosa.stft(np.asarray(wav, np.float32), n_fft=n_fft, hop_length=hop))
+        db = librosa.amplitude_to_db(mag / (n_fft / 4), ref=1.0, amin=1e-5, top_db=None)  # Hann: full-scale sine ~ 0 dB
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-100, vmax=0,
+                  extent=(0, len(wav) / sample_rate, 0, sample_rate / 2))
+    ax.set_xlim(0, seconds)
+    ax.set_ylim(0, sample_rate / 2)
+    ax.set_ylabel("Hz")
+
+
+def evaluation_figure(path: str | Path, wav: np.ndarray, sample_rate: int, fps: float, speed: np.ndarray,
+                      motion_beat_times, gt_wav: np.ndarray | None = None, title: str = "",
+                      scores: dict | None = None, gt_scores: dict | None = None) -> Path:
+    """One clip: generated audio on top, ground truth below, each over the same movement.
+
+    Each panel is a spectrogram with the movement speed curve (cyan, right axis),
+    the motion beats (cyan dashed lines) and the audio beats (white triangles at
+    the top; librosa beat tracking, as in metrics.audio_beats) and onsets (white
+    ticks at the bottom). Without ground truth the lower panel says so.
+
+    Args:
+        wav, gt_wav: float32 [n_samples] at sample_rate.
+        speed: float [T_v] from metrics.motion_speed; motion_beat_times: seconds.
+        scores, gt_scores: optional clip_metrics dicts; BAS, BHS and BCS go in the panel titles.
+    """
+    from movenet import metrics  # librosa stays out of plot's import path until needed
+
+    plt = _figure()
+    speed = np.asarray(speed, np.float64)
+    seconds = len(speed) / fps
+    beats = np.asarray(motion_beat_times, np.float64)
+    fig, axes = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True)
+    panels = (("generated", wav, scores), ("ground truth", gt_wav, gt_scores))
+    for ax, (label, audio, sc) in zip(axes, panels):
+        if audio is None:
+            ax.set_facecolor("0.93")
+            ax.text(0.5, 0.5, "no ground truth for this clip", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=12, color="0.3")
+            ax.set_yticks([])
+            ax.set_xlim(0, seconds)
+            ax.set_title(label, fontsize=10, loc="left")
+            continue
+        audio = np.asarray(audio, np.float32)
+        _spectrogram_panel(ax, audio, sample_rate, seconds)
+        top = sample_rate / 2
+        a_beats = metrics.audio_beats(audio, sample_rate)
+        onsets = metrics.audio_onsets(audio, sample_rate)
+        ax.plot(a_beats, np.full(len(a_beats), 0.96 * top), "v", color="white", ms=7, label="audio beats")
+        ax.plot(onsets, np.full(len(onsets), 0.02 * top), "|", color="white", ms=10, mew=1.5, label="audio onsets")
+        for k, t in enumerate(beats):
+            ax.axvline(t, color="cyan", lw=1.0, ls="--", label="motion beats" if k == 0 else None)
+        sp = ax.twinx()
+        sp.plot(np.arange(len(speed)) / fps, speed, color="cyan", lw=1.5, label="movement speed")
+        sp.set_ylim(0, max(float(speed.max()) if speed.size else 0.0, 1e-9) * 1.1)
+        sp.set_ylabel("speed", color="cyan")
+        text = label
+        if sc:
+            parts = [f"{name} {sc[key]:.2f}" for name, key in (
+                ("BAS", "bas"), ("BHS", "bhs"), ("BCS", "bcs"), ("BAS true beats", "bas_true_beats"),
+                ("pitch", "pitch_accuracy"), ("hit F1", "hit_f1")) if sc.get(key) is not None]
+            text += "   " + "  ".join(parts)
+        ax.set_title(text, fontsize=10, loc="left")
+        handles = ax.get_legend_handles_labels()[0] + sp.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.6)
+    axes[-1].set_xlabel("seconds")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+SUMMARY_METRICS = ("bas", "bhs", "bcs", "bas_true_beats", "pitch_accuracy", "hit_f1")
+_METRIC_LABELS = {
+    "bas": "BAS (motion beats)", "bhs": "BHS (motion beats)", "bcs": "BCS (ideal: 1)",
+    "bas_music_to_motion": "BAS music->motion", "bas_true_beats": "BAS (true beats)",
+    "bhs_true_beats": "BHS (true beats)", "pitch_accuracy": "pitch accuracy", "hit_f1": "hit F1",
+}
+
+
+def evaluation_summary_figure(rows: list[dict], path: str | Path, metrics: tuple[str, ...] = SUMMARY_METRICS,
+                              title: str = "") -> Path:
+    """Bar chart per metric: mean over clips for each condition, with standard error.
+
+    Args:
+        rows: one dict per (clip, condition): {"condition": "model" | "ground truth" |
+            "chance" | ..., **clip_metrics(...)}; aggregated by metrics.summarize
+            (None values skipped; a metric no row has is left out).
+        metrics: keys to plot, in order. BCS gets a dotted line at its ideal, 1.
+    """
+    from movenet.metrics import summarize
+
+    plt = _figure()
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    table = {m: per for m, per in summarize(rows, metrics).items() if per}
+    n_panels = max(len(table), 1)
+    fig, axes = plt.subplots(1, n_panels, figsize=(2.6 * n_panels + 1, 3.6), squeeze=False)
+    axes = axes[0]
+    if not table:
+        axes[0].text(0.5, 0.5, "no metrics to show", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].axis("off")
+    for ax, (m, per) in zip(axes, table.items()):
+        for k, cond in enumerate(conditions):
+            if cond not in per:
+                continue
+            mean, sem, n = per[cond]["mean"], per[cond]["sem"], per[cond]["n"]
+            ax.bar(k, mean, yerr=sem, capsize=3, color=_CONDITION_COLORS.get(cond, f"C{k + 3}"))
+            ax.text(k, mean + sem, f"{mean:.2f}\nn={n}", ha="center", va="bottom", fontsize=7)
+        if m == "bcs":
+            ax.axhline(1.0, color="0.3", ls=":", lw=1)
+        ax.set_xticks(range(len(conditions)))
+        ax.set_xticklabels(conditions, rotation=30, ha="right", fontsize=8)
+        ax.set_title(_METRIC_LABELS.get(m, m), fontsize=10)
+        ax.margins(y=0.25)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return save_figure(fig, path)

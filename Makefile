@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	# torch first, pinned: the CPU build (a bare torch resolves to a multi-GB CUDA build)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,pose]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,7 +27,8 @@ def _data_config(args):
     from movenet.data import DataConfig
 
     return DataConfig(sample_rate=args.sample_rate, fps=args.fps, frame_size=args.size, gray=not args.rgb,
-                      min_seconds=args.min_seconds, valid_fraction=args.valid_fraction, seed=args.seed)
+                      features=args.features, min_seconds=args.min_seconds, valid_fraction=args.valid_fraction,
+                      seed=args.seed)
 
 
 def cmd_prepare(args) -> None:
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=25, help="video rate (frames per second); sample rate / fps must be whole")
     p.add_argument("--size", type=int, default=64, help="frame width and height (pixels)")
     p.add_argument("--rgb", action="store_true", help="keep colour (default: grayscale)")
+    p.add_argument("--features", choices=("frames", "keypoints", "both"), default="frames",
+                   help="what to store beside the audio: frames, 2D body keypoints (from a synthetic clip's "
+                        "sidecar, else MediaPipe Pose: pip install 'movenet[pose]'), or both")
     p.add_argument("--min-seconds", type=float, default=1.0, help="skip clips shorter than this")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of files held out when no split is given")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split")
@@ -118,12 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     from movenet.data import DataError
+    from movenet.pose import MediaPipeMissing
     from movenet.video import MediaError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, MediaError, FileExistsError, NotADirectoryError, PermissionError) as err:
+    except (DataError, MediaError, MediaPipeMissing, FileExistsError, NotADirectoryError, PermissionError) as err:
         fatal(str(err))
     except KeyboardInterrupt:
         fatal("interrupted", code=130)

@@ -1,14 +1,18 @@
-"""Prepared data sets: turn a folder of videos into aligned mu-law codes and frames, and read random crops.
+"""Prepared data sets: turn a folder of videos into aligned mu-law codes and movement features, and read crops.
 
 Layout of a prepared set (OUT_DIR):
 
     manifest.json                      format version, DataConfig, one record per clip, skipped files
     clips/<label>/<stem>-<hash>.json   per-clip record, written last: its presence marks the clip done
-    clips/<label>/<stem>-<hash>.audio.npy   uint8 [n_samples]          mu-law codes
-    clips/<label>/<stem>-<hash>.frames.npy  uint8 [n_frames, H, W, C]  frames at `fps`
+    clips/<label>/<stem>-<hash>.audio.npy      uint8 [n_samples]            mu-law codes
+    clips/<label>/<stem>-<hash>.frames.npy     uint8 [n_frames, H, W, C]    frames at `fps` (features frames, both)
+    clips/<label>/<stem>-<hash>.keypoints.npy  float32 [n_frames, 15, 3]    (x, y, visibility) per joint of
+                                               pose.JOINTS, x, y in [0, 1] of the image (features keypoints, both)
 
 Every clip satisfies n_samples == n_frames * hop, and audio sample n belongs to frame n // hop (the latest frame
 whose timestamp is <= n / sample_rate), so a crop starting on a frame boundary keeps audio and video aligned.
+Keypoints row k belongs to the same frame k. n_frames is always the decoded video's frame count (trimmed to the
+audio), whichever features are stored, so the same clip has the same length in every kind of set.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from movenet import audio, video
+from movenet import audio, pose, video
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+# 2: DataConfig.features, keypoints.npy, frames.npy only when features include frames. Version 1 sets are not
+# read: prepare them again (a v1 reader would miss frames in a keypoints-only set).
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (2,)
+FEATURES = ("frames", "keypoints", "both")
 MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp", ".ts"}
 SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
 NO_LABEL = "none"
@@ -45,9 +52,22 @@ class DataConfig:
     fps: int = video.FPS
     frame_size: int = video.FRAME_SIZE
     gray: bool = True
+    features: str = "frames"  # what is stored beside the audio: "frames", "keypoints" or "both" (FEATURES)
     min_seconds: float = 1.0  # shorter clips hold too little context to train on
     valid_fraction: float = 0.1
     seed: int = 0
+
+    def __post_init__(self):
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+
+    @property
+    def has_frames(self) -> bool:
+        return self.features in ("frames", "both")
+
+    @property
+    def has_keypoints(self) -> bool:
+        return self.features in ("keypoints", "both")
 
     @property
     def hop(self) -> int:
@@ -145,8 +165,35 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def prepare_clip(job: Job, out_dir: Path, config: DataConfig) -> dict:
-    """Decode one video and store it; returns its record. Raises video.MediaError with a one-line reason."""
+def clip_keypoints(source: str | Path, n_frames: int, fps, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Keypoints float32 [n_frames, 15, 3] of one video and how they were made.
+
+    A synthetic clip (a dancer sidecar beside it, see pose.read_sidecar) gives its true joints; any other video
+    goes through MediaPipe. Returns (keypoints, info), info = {"source": "sidecar" | "mediapipe", "detected":
+    share of frames with a pose, ...}. Raises video.MediaError (one line); pose.MediaPipeMissing.
+    """
+    sidecar = pose.read_sidecar(source)
+    if sidecar is not None:
+        try:
+            keypoints = pose.keypoints_from_sidecar(sidecar, n_frames, fps)
+        except ValueError as err:
+            raise video.MediaError(f"damaged synthetic sidecar: {err}") from None
+        info = {"source": "sidecar"}
+    else:
+        keypoints = pose.extract_keypoints(source, fps, max_frames=n_frames, progress=progress)
+        if len(keypoints) != n_frames:  # the same frames as read_clip's: a mismatch is a bug, not a bad file
+            raise video.MediaError(f"keypoints cover {len(keypoints)} frames, video {n_frames}")
+        info = {"source": "mediapipe", "extractor": pose.extractor_settings()}
+    info["detected"] = round(float(pose.detected(keypoints).mean()), 4) if n_frames else 0.0
+    return keypoints, info
+
+
+def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = False) -> dict:
+    """Decode one video and store it; returns its record. Raises video.MediaError with a one-line reason.
+
+    Frames are decoded whatever the features, since they fix n_frames; they are stored only if features include
+    frames. progress: show a bar while MediaPipe works through a long video.
+    """
     info = video.probe(job.source)
     if not info.has_video:
         raise video.MediaError("no video stream")
@@ -159,11 +206,17 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig) -> dict:
     if seconds < config.min_seconds:
         raise video.MediaError(f"too short ({seconds:.2f} s < {config.min_seconds} s)")
     codes = audio.mu_law_encode(audio.normalize_loudness(wav))
+    keypoints = keypoint_info = None
+    if config.has_keypoints:
+        keypoints, keypoint_info = clip_keypoints(job.source, len(frames), config.fps, progress)
     cid = clip_id(job)
     base = out_dir / "clips" / cid
     base.parent.mkdir(parents=True, exist_ok=True)
     _save_npy_atomic(base.with_name(base.name + ".audio.npy"), codes)
-    _save_npy_atomic(base.with_name(base.name + ".frames.npy"), frames)
+    if config.has_frames:
+        _save_npy_atomic(base.with_name(base.name + ".frames.npy"), frames)
+    if keypoints is not None:
+        _save_npy_atomic(base.with_name(base.name + ".keypoints.npy"), keypoints)
     record = {
         "id": cid,
         "source": job.source,
@@ -174,14 +227,18 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig) -> dict:
         "n_samples": int(codes.shape[0]),
         "settings": config.settings(),
     }
+    if keypoint_info is not None:
+        record["keypoints"] = keypoint_info
     # Written last: a clip counts as prepared only once its record exists (a kill leaves no half clip behind).
     write_json_atomic(base.with_name(base.name + ".json"), record)
     return record
 
 
-def _prepare_worker(job: Job, out_dir: str, config: DataConfig) -> tuple[str, dict | str]:
+def _prepare_worker(job: Job, out_dir: str, config: DataConfig, progress: bool = False) -> tuple[str, dict | str]:
     try:
-        return "ok", prepare_clip(job, Path(out_dir), config)
+        return "ok", prepare_clip(job, Path(out_dir), config, progress)
+    except pose.MediaPipeMissing:
+        raise  # not this file's fault: the whole run needs it
     except video.MediaError as err:
         return "skip", str(err)
     except MemoryError:
@@ -216,7 +273,8 @@ def prepare(
     """Prepare every video under SRC_DIR into OUT_DIR (resumable, parallel over files).
 
     Bad files are reported as `path: reason` through `log` and skipped. Raises DataError if OUT_DIR holds a set
-    made with other settings.
+    made with other settings, and pose.MediaPipeMissing if keypoints are asked for on a video without a synthetic
+    sidecar while mediapipe is not installed (checked before any work).
     """
     from tqdm import tqdm
 
@@ -236,6 +294,8 @@ def prepare(
     for job in find_videos(src_dir, config.valid_fraction, config.seed):
         record = _existing_record(job, out_dir, config)
         (report.reused.append(record) if record else todo.append(job))
+    if config.has_keypoints and any(pose.read_sidecar(job.source) is None for job in todo):
+        pose.import_mediapipe()  # fail now, in one line, rather than once per file
 
     bar = tqdm(total=len(todo), unit="clip", desc="prepare", disable=not progress or not todo, dynamic_ncols=True)
     seconds_done = 0.0
@@ -253,7 +313,7 @@ def prepare(
 
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
-            handle(job, *_prepare_worker(job, str(out_dir), config))
+            handle(job, *_prepare_worker(job, str(out_dir), config, progress))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(_prepare_worker, job, str(out_dir), config): job for job in todo}
@@ -290,7 +350,8 @@ def load_manifest(prepared_dir: str | Path) -> dict:
         raise DataError(f"{path}: damaged manifest ({err})") from None
     version = manifest.get("format_version")
     if version not in SUPPORTED_VERSIONS:
-        raise DataError(f"{path}: format version {version} is not supported (this movenet reads {SUPPORTED_VERSIONS})")
+        raise DataError(f"{path}: format version {version} is not supported (this movenet reads "
+                        f"{SUPPORTED_VERSIONS}); prepare the videos again into a new directory")
     return manifest
 
 
@@ -304,6 +365,33 @@ def check_compatible(manifest: dict, expected: dict, where: str = "prepared set"
 
 def data_config_from_manifest(manifest: dict) -> DataConfig:
     return DataConfig(**manifest["data"])
+
+
+def open_clip(prepared_dir: str | Path, record: dict, mmap: bool = True) -> dict:
+    """The stored arrays of one prepared clip, found by its manifest record.
+
+    Returns a dict with
+        codes      uint8 [n_samples]               mu-law codes
+        frames     uint8 [n_frames, H, W, C]       if the set's features include frames
+        keypoints  float32 [n_frames, 15, 3]       if they include keypoints (see the module docstring)
+    memory-mapped read-only when mmap (cheap; open per DataLoader worker), else loaded into memory.
+    Raises DataError if a file the clip's settings promise is missing, or its length disagrees with the record.
+    """
+    base = Path(prepared_dir) / "clips" / record["id"]
+    config = DataConfig(**record["settings"])
+    wanted = {"codes": "audio", **({"frames": "frames"} if config.has_frames else {}),
+              **({"keypoints": "keypoints"} if config.has_keypoints else {})}
+    arrays = {}
+    for key, kind in wanted.items():
+        path = base.with_name(f"{base.name}.{kind}.npy")
+        try:
+            arrays[key] = np.load(path, mmap_mode="r" if mmap else None)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: missing or damaged ({type(err).__name__}); prepare the set again") from None
+        expected = record["n_samples"] if key == "codes" else record["n_frames"]
+        if len(arrays[key]) != expected:
+            raise DataError(f"{path}: {len(arrays[key])} rows, the record says {expected}; prepare the set again")
+    return arrays
 
 
 # ----------------------------------------------------------------------------------------------------------------

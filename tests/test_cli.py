@@ -60,3 +60,15 @@ def test_prepare_bad_rates_are_refused(tmp_path):
     (tmp_path / "src").mkdir()
     result = run("prepare", tmp_path / "src", tmp_path / "out", "--fps", 30, "--sample-rate", 16000)
     assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_prepare_keypoints_from_synthetic_sidecars(tmp_path):
+    synth_dir, prepared = tmp_path / "synth", tmp_path / "prepared"
+    assert run("synth", synth_dir, "--clips", 2, "--seconds", 1.2, "--quiet").returncode == 0
+    result = run("prepare", synth_dir, prepared, "--features", "keypoints", "--workers", 1, "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert manifest["data"]["features"] == "keypoints"
+    assert len(list(prepared.rglob("*.keypoints.npy"))) == 2 and not list(prepared.rglob("*.frames.npy"))
+    assert {c["keypoints"]["source"] for c in manifest["clips"]} == {"sidecar"}
+    assert "--features" in run("prepare", "--help").stdout

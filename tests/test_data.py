@@ -2,14 +2,16 @@
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from movenet import audio, synth
-from movenet.data import ClipDataset, DataConfig, DataError, check_compatible, find_videos, load_manifest, prepare
+from movenet import audio, pose, synth
+from movenet.data import (ClipDataset, DataConfig, DataError, check_compatible, find_videos, load_manifest, open_clip,
+                          prepare)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +60,7 @@ def test_find_videos_labels_splits_and_ignores_other_files(tmp_path):
 def test_prepare_stores_aligned_compact_clips(prepared_dir):
     manifest = load_manifest(prepared_dir)
     config = DataConfig()
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2 and manifest["data"]["features"] == "frames"
     assert manifest["data"]["sample_rate"] == 16000 and manifest["data"]["fps"] == 25
     assert set(manifest["labels"]) == set(synth.STYLES)
     assert {c["split"] for c in manifest["clips"]} == {"train", "valid"}
@@ -73,7 +75,8 @@ def test_prepare_stores_aligned_compact_clips(prepared_dir):
         wav = audio.mu_law_decode(codes)
         assert 0.5 < np.abs(wav).max() <= 1.0  # normalized, not silent
         assert frames.std() > 1  # the figure is there
-    assert not list(prepared_dir.rglob("*.tmp"))
+        assert "keypoints" not in record
+    assert not list(prepared_dir.rglob("*.tmp")) and not list(prepared_dir.rglob("*.keypoints.npy"))
 
 
 def test_prepare_is_resumable(synth_dir, tmp_path):
@@ -187,3 +190,120 @@ def test_missing_or_future_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 99, "data": {}, "clips": []}))
     with pytest.raises(DataError, match="version 99 is not supported"):
         load_manifest(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Keypoints
+
+
+@pytest.fixture(scope="session")
+def synth3_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth3")
+    synth.write_dataset(out, n_clips=3, seconds=2.0, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def keypoint_sets(synth3_dir, tmp_path_factory) -> dict:
+    """The 3-clip synthetic set prepared with --features both and keypoints: {features: prepared dir}."""
+    sets = {}
+    for features in ("both", "keypoints"):
+        out = tmp_path_factory.mktemp(features)
+        report = prepare(synth3_dir, out, DataConfig(features=features), workers=1, progress=False)
+        assert len(report.prepared) == 3 and not report.skipped, report.summary()
+        sets[features] = out
+    return sets
+
+
+def _brightness_at_joints(frames: np.ndarray, keypoints: np.ndarray, shift: int) -> float:
+    """Mean pixel value of frames[t + shift] under the joints of keypoints[t]."""
+    T, H, W = frames.shape[:3]
+    t = np.arange(max(0, -shift), min(T, T - shift))
+    rows = np.clip((keypoints[t, :, 1] * H).astype(int), 0, H - 1)
+    cols = np.clip((keypoints[t, :, 0] * W).astype(int), 0, W - 1)
+    return float(frames[t[:, None] + shift, rows, cols, 0].mean())
+
+
+def test_prepare_both_stores_keypoints_aligned_with_frames(keypoint_sets):
+    root = keypoint_sets["both"]
+    manifest = load_manifest(root)
+    assert manifest["format_version"] == 2 and manifest["data"]["features"] == "both"
+    for record in manifest["clips"]:
+        arrays = open_clip(root, record)
+        assert set(arrays) == {"codes", "frames", "keypoints"}
+        codes, frames, kp = arrays["codes"], arrays["frames"], arrays["keypoints"]
+        assert kp.dtype == np.float32 and kp.shape == (record["n_frames"], 15, 3) and len(frames) == len(kp)
+        assert len(codes) == len(kp) * DataConfig().hop
+        assert record["keypoints"] == {"source": "sidecar", "detected": 1.0}
+        truth = pose.keypoints_from_sidecar(pose.read_sidecar(record["source"]), record["n_frames"], fps=25)
+        np.testing.assert_array_equal(kp, truth)
+        # Row k is frame k: the joints land on the figure in their own frame, better than in any neighbour's.
+        scores = {shift: _brightness_at_joints(frames, kp, shift) for shift in range(-3, 4)}
+        assert max(scores, key=scores.get) == 0, scores
+        assert scores[0] > 3 * frames.mean()
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_prepare_keypoints_only_stores_no_frames(keypoint_sets):
+    root, both = keypoint_sets["keypoints"], keypoint_sets["both"]
+    manifest = load_manifest(root)
+    assert manifest["data"]["features"] == "keypoints"
+    assert not list(root.rglob("*.frames.npy")) and len(list(root.rglob("*.keypoints.npy"))) == 3
+    by_id = {r["id"]: r for r in load_manifest(both)["clips"]}
+    for record in manifest["clips"]:
+        arrays = open_clip(root, record, mmap=False)
+        assert set(arrays) == {"codes", "keypoints"} and isinstance(arrays["keypoints"], np.ndarray)
+        # The same clip has the same length and keypoints whichever features were asked for.
+        assert record["n_frames"] == by_id[record["id"]]["n_frames"]
+        np.testing.assert_array_equal(arrays["keypoints"], open_clip(both, by_id[record["id"]])["keypoints"])
+
+
+def test_prepare_refuses_other_features(synth3_dir, keypoint_sets):
+    with pytest.raises(DataError, match="features: both there, frames asked"):
+        prepare(synth3_dir, keypoint_sets["both"], DataConfig(features="frames"), progress=False)
+    with pytest.raises(ValueError, match="features must be one of"):
+        DataConfig(features="skeleton")
+
+
+def test_open_clip_names_a_missing_or_short_array(keypoint_sets, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(keypoint_sets["both"], root)
+    first, second, third = load_manifest(root)["clips"]
+    (root / "clips" / f"{first['id']}.keypoints.npy").unlink()
+    with pytest.raises(DataError, match="keypoints.npy: missing"):
+        open_clip(root, first)
+    np.save(root / "clips" / f"{second['id']}.frames.npy", np.zeros((3, 64, 64, 1), np.uint8))
+    with pytest.raises(DataError, match="frames.npy: 3 rows, the record says 50"):
+        open_clip(root, second)
+    assert set(open_clip(root, third)) == {"codes", "frames", "keypoints"}
+
+
+def test_prepare_synthetic_keypoints_need_no_mediapipe(synth3_dir, walker_video, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if the pose extra were not installed
+    report = prepare(synth3_dir, tmp_path / "synth", DataConfig(features="keypoints"), progress=False)
+    assert len(report.prepared) == 3
+    src = tmp_path / "mixed"
+    shutil.copytree(synth3_dir, src / "dance")
+    shutil.copy(walker_video, _touch(src / "street" / "walker.mp4"))
+    with pytest.raises(pose.MediaPipeMissing, match="pip install 'movenet.pose.'"):
+        prepare(src, tmp_path / "mixed_out", DataConfig(features="keypoints"), progress=False)
+    assert not list((tmp_path / "mixed_out").rglob("*.npy"))  # refused before any work
+
+
+def test_prepare_keypoints_from_mediapipe_on_a_real_video(synth3_dir, walker_video, tmp_path):
+    pytest.importorskip("mediapipe")
+    src = tmp_path / "src"
+    shutil.copy(walker_video, _touch(src / "street" / "walker.mp4"))
+    dancer = sorted(synth3_dir.rglob("*.mp4"))[0]
+    for suffix in (".mp4", ".json"):
+        shutil.copy(dancer.with_suffix(suffix), _touch(src / "dance" / f"d{suffix}"))
+    report = prepare(src, tmp_path / "out", DataConfig(features="both"), workers=1, progress=False)
+    assert len(report.prepared) == 2 and not report.skipped, report.summary()
+    records = {Path(r["source"]).name: r for r in report.clips}
+    walker, dance = records["walker.mp4"], records["d.mp4"]
+    assert walker["keypoints"]["source"] == "mediapipe" and walker["keypoints"]["detected"] > 0.7
+    assert walker["keypoints"]["extractor"]["model_complexity"] == 1
+    assert dance["keypoints"] == {"source": "sidecar", "detected": 1.0}
+    arrays = open_clip(tmp_path / "out", walker)
+    assert walker["n_frames"] == 125 == len(arrays["frames"]) == len(arrays["keypoints"])
+    assert pose.detected(arrays["keypoints"]).mean() == pytest.approx(walker["keypoints"]["detected"], abs=1e-3)

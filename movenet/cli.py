@@ -1,4 +1,5 @@
-"""The `movenet` command: subcommands synth, prepare, demo. User mistakes end in one line, never a traceback."""
+"""The `movenet` command: synth, prepare, train, generate, evaluate, bench, demo. User mistakes end in one line,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -75,6 +76,81 @@ def cmd_demo(args) -> None:
     print(f"done: {len(sheets)} contact sheets in {out}/ (e.g. {sheets[0]})")
 
 
+# Model settings the prepared data fixes: not flags of `train`.
+_DATA_FIXED = {"hop", "frame_size", "frame_channels", "n_labels", "n_classes"}
+
+
+def _dataclass_flags(parser, cls, skip=(), prefix=""):
+    """One flag per dataclass field (CLI flags map 1:1 onto config fields), default None = "not given"."""
+    import dataclasses
+
+    group = parser.add_argument_group(f"{cls.__name__} (see movenet/{cls.__module__.split('.')[-1]}.py)")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + prefix + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default: {f.default}")
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+                               help=f"default: {f.default}")
+
+
+def _given(args, cls, skip=()) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if f.name not in skip and getattr(args, f.name, None) is not None}
+
+
+def cmd_train(args) -> None:
+    import json
+
+    from movenet.model import ModelConfig
+    from movenet.train import TrainConfig, train
+
+    model_overrides, train_overrides = {}, {}
+    if args.config:
+        try:
+            loaded = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            fatal(f"{args.config}: cannot read the config ({err})")
+        model_overrides, train_overrides = dict(loaded.get("model", {})), dict(loaded.get("train", {}))
+    model_overrides.update(_given(args, ModelConfig, _DATA_FIXED))
+    train_overrides.update(_given(args, TrainConfig))
+    for key in _DATA_FIXED & set(model_overrides):
+        fatal(f"{key} comes from the prepared data set, not from the model config")
+    try:
+        config = TrainConfig(**train_overrides)
+        exported = train(args.data_dir, args.out, model_overrides, config, resume=args.resume, force=args.force,
+                         progress=not args.quiet)
+    except (TypeError, ValueError) as err:
+        fatal(str(err).splitlines()[0])
+    print(f"model: {exported}")
+    if (args.out / "loss.png").exists():
+        print(f"loss curve: {args.out / 'loss.png'}")
+
+
+def cmd_generate(args) -> None:
+    from movenet import checkpoint, generate
+
+    if args.temperature < 0:
+        fatal("--temperature must be >= 0")
+    outputs = [Path(o) for o in args.output]
+    for out in outputs:
+        if out.suffix.lower() not in (".wav", ".mp4"):
+            fatal(f"{out}: the output must end in .wav or .mp4")
+        if out.exists() and not args.force:
+            fatal(f"{out}: exists (use --force to overwrite)")
+    loaded = checkpoint.load(args.checkpoint)
+    generate.generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
+                           progress=not args.quiet)
+    for out in outputs:
+        print(f"wrote {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
@@ -109,6 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
+    from movenet.model import ModelConfig
+    from movenet.train import TrainConfig
+
+    p = sub.add_parser("train", help="train the conditional WaveNet on a prepared data set", formatter_class=fmt,
+                       description="Lightning's Trainer: mixed precision, DDP (--devices N, or torchrun), gradient "
+                                   "clipping, last/best checkpoints, --resume, TensorBoard and CSV logs, loss.png. "
+                                   "Settings: defaults < --config FILE (JSON with 'model' and 'train' sections) < flags.")
+    p.add_argument("data_dir", type=Path, help="a prepared set (movenet prepare)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--config", type=Path, help="JSON file: {\"model\": {...}, \"train\": {...}}")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--force", action="store_true", help="start over in a run directory that holds a run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _dataclass_flags(p, ModelConfig, skip=_DATA_FIXED)
+    _dataclass_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="give a video a soundtrack (MP4 with it, or WAV)", formatter_class=fmt)
+    p.add_argument("checkpoint", type=Path, help="model.pt from movenet train")
+    p.add_argument("video", type=Path)
+    p.add_argument("-o", "--output", action="append", required=True,
+                   help="OUT.mp4 (the video with the soundtrack, video stream copied where MP4 allows) or OUT.wav; "
+                        "repeat for both")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = most likely sample")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same audio")
+    p.add_argument("--style", help="style label (default: the model's first)")
+    p.add_argument("--engine", choices=("auto", "fast", "torch"), default="auto",
+                   help="fast = compiled generator; torch = the reference step loop (slow)")
+    p.add_argument("--force", action="store_true", help="overwrite outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
     p = sub.add_parser("demo", help="the main job: synthesize dancers, prepare them, draw what came out",
                        formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -121,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from movenet.checkpoint import CheckpointError
     from movenet.data import DataError
     from movenet.pose import MediaPipeMissing
     from movenet.video import MediaError
@@ -128,7 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, MediaError, MediaPipeMissing, FileExistsError, NotADirectoryError, PermissionError) as err:
+    except MediaError as err:  # its message is the reason; the file is the command's input
+        fatal(f"{getattr(args, 'video', None) or getattr(args, 'src_dir', '')}: {err}")
+    except (DataError, CheckpointError, MediaPipeMissing, FileExistsError, FileNotFoundError, NotADirectoryError,
+            PermissionError) as err:
         fatal(str(err))
     except KeyboardInterrupt:
         fatal("interrupted", code=130)

@@ -402,17 +402,21 @@ class ClipDataset:
     """Random aligned crops from a prepared set, as a map-style PyTorch dataset.
 
     Each item is a dict:
-        codes  int64 [receptive_field + crop_samples]   mu-law codes; the first `receptive_field` are context
-        frames uint8 [n_frames, H, W, C]                 the frames covering the same span (frame i covers
-                                                         codes[i * hop : (i + 1) * hop])
-        label  int64 []                                  index into `labels`
-    Crops start on a frame boundary and never cross clips. A clip shorter than a crop is padded on the left with
-    silence and black frames, which is what generation starts from. Files are memory-mapped, so reading is cheap.
-    An epoch has sum(n_samples) // crop_samples items; clips are drawn in proportion to their length.
+        codes      int64 [1 + n_frames * hop]   codes[0] is the sample before the crop (SILENCE at a clip's start),
+                                                codes[1:] the crop's samples
+        frames     uint8 [n_frames, H, W, C]    if the set stores frames; frame i covers codes[1 + i*hop: 1 + (i+1)*hop]
+        keypoints  float32 [n_frames, J, 3]     if the set stores keypoints, aligned the same way
+        label      int64 []                     index into `labels`
+    with n_frames = context_frames + crop_frames: the model's context, then the part it is scored on.
+
+    A crop never crosses clips. It may begin up to context_frames before its clip, so the start of every clip is
+    trained the way generation starts: the samples before the clip are silence and its first frame is held. A clip
+    shorter than a crop is padded the same way. Files are memory-mapped, so reading is cheap. An epoch has
+    sum(n_samples) // (crop_frames * hop) items; clips are drawn in proportion to their length.
     """
 
-    def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_samples: int = 16000,
-                 receptive_field: int = 0, seed: int = 0, labels: list[str] | None = None):
+    def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_frames: int = 25,
+                 context_frames: int = 0, seed: int = 0, labels: list[str] | None = None):
         self.root = Path(prepared_dir)
         self.manifest = load_manifest(self.root)
         self.config = data_config_from_manifest(self.manifest)
@@ -421,13 +425,13 @@ class ClipDataset:
         if not self.clips:
             raise DataError(f"{self.root}: no clips in split {split!r}")
         self.labels = list(labels or self.manifest["labels"])
-        self.crop_samples, self.receptive_field = crop_samples, receptive_field
-        self.span = crop_samples + receptive_field
+        self.crop_frames, self.context_frames = crop_frames, context_frames
+        self.n_frames = context_frames + crop_frames
         self.seed, self.epoch = seed, 0
         lengths = np.array([c["n_samples"] for c in self.clips], dtype=np.float64)
         self.weights = lengths / lengths.sum()
-        self.n_items = max(1, int(lengths.sum()) // crop_samples)
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.n_items = max(1, int(lengths.sum()) // (crop_frames * self.hop))
+        self._arrays: dict[int, dict] = {}
 
     def __len__(self) -> int:
         return self.n_items
@@ -436,42 +440,45 @@ class ClipDataset:
         """Draw different crops next epoch (validation keeps epoch 0, so its crops stay fixed)."""
         self.epoch = epoch
 
-    def _open(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _open(self, i: int) -> dict:
         if i not in self._arrays:  # opened lazily so each DataLoader worker maps its own files
-            base = self.root / "clips" / self.clips[i]["id"]
-            self._arrays[i] = (
-                np.load(base.with_name(base.name + ".audio.npy"), mmap_mode="r"),
-                np.load(base.with_name(base.name + ".frames.npy"), mmap_mode="r"),
-            )
+            self._arrays[i] = open_clip(self.root, self.clips[i])
         return self._arrays[i]
 
     def crop(self, clip_index: int, start_frame: int) -> dict:
-        """The crop of clip `clip_index` whose span starts at frame `start_frame` (may be negative: left padding)."""
+        """The crop of clip `clip_index` whose first frame is `start_frame` (negative: it begins before the clip)."""
         import torch
 
-        codes, frames = self._open(clip_index)
-        n_frames_span = -(-self.span // self.hop)  # ceil
-        start = start_frame * self.hop
-        pad_samples = max(0, -start)
-        pad_frames = max(0, -start_frame)
-        c = np.asarray(codes[max(0, start): start + self.span])
-        f = np.asarray(frames[max(0, start_frame): start_frame + n_frames_span])
-        if pad_samples:
-            c = np.concatenate([np.full(pad_samples, audio.SILENCE, np.uint8), c])
-            f = np.concatenate([np.zeros((pad_frames, *frames.shape[1:]), np.uint8), f])
-        assert len(c) == self.span and len(f) == n_frames_span, (len(c), len(f))
+        arrays = self._open(clip_index)
+        hop, n = self.hop, self.n_frames
+        end_frame = start_frame + n
+        first = start_frame * hop - 1  # the sample before the crop
+        codes = np.asarray(arrays["codes"][max(0, first): end_frame * hop])
+        if first < 0:
+            codes = np.concatenate([np.full(-first, audio.SILENCE, np.uint8), codes])
+        item = {"codes": torch.from_numpy(codes.astype(np.int64))}
+        for key in ("frames", "keypoints"):
+            if key in arrays:
+                rows = np.array(arrays[key][max(0, start_frame): end_frame])  # a copy: memory maps are read-only
+                if start_frame < 0:  # before the clip, its first frame is held
+                    rows = np.concatenate([np.repeat(rows[:1], -start_frame, axis=0), rows])
+                item[key] = torch.from_numpy(rows)
+        assert len(codes) == 1 + n * hop and all(len(item[k]) == n for k in item if k != "codes")
         label = self.clips[clip_index]["label"]
-        return {
-            "codes": torch.from_numpy(c.astype(np.int64)),
-            "frames": torch.from_numpy(np.array(f)),  # a copy: memory-mapped arrays are read-only
-            "label": torch.tensor(self.labels.index(label) if label in self.labels else 0),
-        }
+        item["label"] = torch.tensor(self.labels.index(label) if label in self.labels else 0)
+        return item
 
     def __getitem__(self, index: int) -> dict:
-        # Seeded by (seed, epoch, index): deterministic, and independent of which worker reads it.
+        return self.crop(*self.draw(index))
+
+    def draw(self, index: int) -> tuple[int, int]:
+        """(clip index, start frame) of item `index`: seeded by (seed, epoch, index), so it is deterministic and
+        independent of which worker reads it."""
         rng = np.random.default_rng((self.seed, self.epoch, index))
         clip_index = int(rng.choice(len(self.clips), p=self.weights))
-        n_frames = self.clips[clip_index]["n_frames"]
-        last_start = n_frames - (-(-self.span // self.hop))
-        start_frame = int(rng.integers(0, last_start + 1)) if last_start >= 0 else last_start
-        return self.crop(clip_index, start_frame)
+        last_start = self.clips[clip_index]["n_frames"] - self.n_frames
+        if last_start < -self.context_frames:  # shorter than a crop: the whole clip, at the end
+            start_frame = last_start
+        else:
+            start_frame = int(rng.integers(-self.context_frames, last_start + 1))
+        return clip_index, start_frame

@@ -192,3 +192,39 @@ def evaluation_summary_figure(rows: list[dict], path: str | Path, metrics: tuple
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def loss_curves(metrics_csvs: list[Path], path: str | Path) -> Path:
+    """Training (per step, and a running mean) and validation loss in bits per sample from Lightning's CSV logs
+    (one per start or resume of a run, in order)."""
+    import csv
+
+    plt = _figure()
+    train, val = [], []
+    for metrics_csv in metrics_csvs:
+        with open(metrics_csv, newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row.get("step")]
+        for row in rows:
+            if row.get("train/bits"):
+                train.append((int(row["step"]), float(row["train/bits"])))
+            if row.get("val/bits"):
+                val.append((int(row["step"]), float(row["val/bits"])))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if train:
+        steps, bits = np.array(train).T
+        ax.plot(steps, bits, color="tab:blue", alpha=0.3, lw=0.8, label="train (per logged step)")
+        k = max(1, len(bits) // 25)
+        smooth = np.convolve(bits, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, color="tab:blue", lw=1.8, label=f"train (mean of {k})")
+    if val:
+        steps, bits = np.array(val).T
+        ax.plot(steps, bits, "o-", color="tab:orange", lw=1.8, label="validation")
+    ax.axhline(8.0, color="0.6", ls=":", lw=1)
+    ax.text(0.01, 8.0, " 8 bits = uniform over 256 codes", va="bottom", fontsize=8, color="0.4",
+            transform=ax.get_yaxis_transform())
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (bits per sample)")
+    ax.set_title("training curve")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -136,50 +136,57 @@ def test_prepare_skips_bad_and_video_only_files(synth_dir, real_videos_dir, tmp_
 
 
 def test_dataset_crops_are_aligned_slices_of_one_clip(prepared_dir):
-    ds = ClipDataset(prepared_dir, split="train", crop_samples=4000, receptive_field=1000, seed=1)
+    ds = ClipDataset(prepared_dir, split="train", crop_frames=6, context_frames=2, seed=1)
     hop = ds.hop
     assert len(ds) > 0
-    stored = {}
-    for i, record in enumerate(ds.clips):
-        base = prepared_dir / "clips" / record["id"]
-        stored[i] = (np.load(base.with_name(base.name + ".audio.npy")), np.load(base.with_name(base.name + ".frames.npy")))
+    stored = {i: open_clip(prepared_dir, record, mmap=False) for i, record in enumerate(ds.clips)}
     for index in range(20):
         item = ds[index]
         codes, frames = item["codes"].numpy(), item["frames"].numpy()
-        assert codes.shape == (5000,) and item["codes"].dtype == torch.int64
-        assert frames.shape == (-(-5000 // hop), 64, 64, 1)
-        # The crop is one contiguous, frame-aligned slice of exactly one clip, frames matching audio.
+        assert codes.shape == (1 + 8 * hop,) and item["codes"].dtype == torch.int64
+        assert frames.shape == (8, 64, 64, 1) and "keypoints" not in item
+        # One contiguous, frame-aligned slice of exactly one clip (possibly starting before it), frames matching
+        # audio, codes[0] the sample before the slice.
         matches = []
-        for i, (c, f) in stored.items():
-            for start_frame in range(len(f) - len(frames) + 1):
-                s = start_frame * hop
-                if np.array_equal(c[s: s + 5000], codes) and np.array_equal(f[start_frame: start_frame + len(frames)], frames):
-                    matches.append((i, start_frame))
+        for i, arrays in stored.items():
+            c, f = arrays["codes"], arrays["frames"]
+            for start in range(-2, len(f) - 8 + 1):
+                held = np.concatenate([np.repeat(f[:1], max(0, -start), axis=0), f[max(0, start): start + 8]])
+                before = np.full(max(0, -start * hop), audio.SILENCE, np.uint8)
+                audio_span = np.concatenate([before, c[max(0, start * hop): (start + 8) * hop]])
+                previous = c[start * hop - 1] if start > 0 else audio.SILENCE
+                if np.array_equal(audio_span, codes[1:]) and codes[0] == previous and np.array_equal(held, frames):
+                    matches.append((i, start))
         assert len(matches) >= 1
         assert ds.labels[int(item["label"])] == ds.clips[matches[0][0]]["label"]
 
 
 def test_dataset_is_deterministic_per_epoch_and_pads_short_clips(prepared_dir):
-    ds = ClipDataset(prepared_dir, split="train", crop_samples=2000, receptive_field=500, seed=7)
+    ds = ClipDataset(prepared_dir, split="train", crop_frames=4, context_frames=1, seed=7)
     a, b = ds[3], ds[3]
     assert torch.equal(a["codes"], b["codes"])
     ds.set_epoch(1)
-    assert any(not torch.equal(ds[i]["codes"], ClipDataset(prepared_dir, crop_samples=2000, receptive_field=500,
+    assert any(not torch.equal(ds[i]["codes"], ClipDataset(prepared_dir, crop_frames=4, context_frames=1,
                                                           seed=7)[i]["codes"]) for i in range(5))
-    # A crop longer than a 2 s clip: silence and black frames on the left, the whole clip on the right.
-    long = ClipDataset(prepared_dir, split="train", crop_samples=40000, receptive_field=2000)
+    # Crops may begin up to context_frames before a clip: over many draws some do, none earlier.
+    starts = [ds.draw(i)[1] for i in range(300)]
+    assert min(starts) == -1 and max(starts) == 50 - 5 and sum(s < 0 for s in starts) < 30
+    # A crop longer than a 2 s clip: silence and the first frame held on the left, the whole clip on the right.
+    long = ClipDataset(prepared_dir, split="train", crop_frames=60, context_frames=4)
     item = long[0]
     codes, frames = item["codes"].numpy(), item["frames"].numpy()
-    assert len(codes) == 42000
-    assert codes[0] == audio.SILENCE and frames[0].max() == 0
+    assert len(codes) == 1 + 64 * long.hop and len(frames) == 64
+    assert {c["n_frames"] for c in long.clips} == {50}  # every synthetic clip is 2 s
+    assert (codes[: 14 * long.hop + 1] == audio.SILENCE).all()
+    assert all(np.array_equal(frames[k], frames[14]) for k in range(14))  # its first frame, held
     assert codes[-1000:].std() > 0  # real audio at the end
 
 
 def test_dataset_works_with_dataloader_workers(prepared_dir):
-    ds = ClipDataset(prepared_dir, split="train", crop_samples=3200, receptive_field=320)
+    ds = ClipDataset(prepared_dir, split="train", crop_frames=5, context_frames=1)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)
     batch = next(iter(loader))
-    assert batch["codes"].shape == (4, 3520)
+    assert batch["codes"].shape == (4, 1 + 6 * ds.hop)
     assert batch["frames"].shape == (4, 6, 64, 64, 1)
     assert batch["label"].shape == (4,)
 

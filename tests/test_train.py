@@ -1,0 +1,103 @@
+"""Training end to end on a tiny synthetic set: checkpoints (weights-only), resume, DDP, loss curve, export."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from movenet import checkpoint, synth
+from movenet.data import DataConfig, prepare
+from movenet.train import TrainConfig, train
+
+TINY = dict(layers_per_stack=4, n_stacks=1, residual_channels=16, gate_channels=32, skip_channels=16,
+            video_channels=16, frame_width=8)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    synth.write_dataset(root / "synth", n_clips=6, seconds=2.0, seed=3, progress=False)
+    prepare(root / "synth", root / "prepared", DataConfig(valid_fraction=0.34), workers=1, progress=False)
+    return root / "prepared"
+
+
+def quick(**overrides) -> TrainConfig:
+    return TrainConfig(**{**dict(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=6, val_crops=4,
+                                 log_every=1), **overrides})
+
+
+def test_train_writes_checkpoints_that_load_weights_only_and_a_loss_curve(prepared, tmp_path):
+    run = tmp_path / "run"
+    exported = train(prepared, run, dict(TINY), quick(), progress=False)
+    assert exported == run / "model.pt"
+    for ckpt in ("last.ckpt", "best.ckpt"):
+        state = torch.load(run / "checkpoints" / ckpt, map_location="cpu", weights_only=True)
+        assert state["global_step"] == 6 and state["optimizer_states"] and state["lr_schedulers"]
+    loaded = checkpoint.load(exported)
+    assert loaded.model.config.residual_channels == 16 and loaded.model.config.n_labels == 3
+    assert loaded.data_config == {"sample_rate": 16000, "fps": 25, "frame_size": 64, "gray": True,
+                                  "features": "frames"}
+    assert sorted(loaded.labels) == sorted(synth.STYLES) and loaded.step == 6
+    assert loaded.metrics["val_bits"] is not None and 0 < loaded.metrics["val_bits"] < 9
+    assert (run / "loss.png").stat().st_size > 10_000
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hop"] == 640 and config["train"]["max_steps"] == 6
+    # Running again without --resume or --force refuses to mix two runs.
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(prepared, run, dict(TINY), quick(), progress=False)
+
+
+def test_resume_continues_exactly_where_it_stopped(prepared, tmp_path, monkeypatch):
+    """Interrupted after 3 steps (Ctrl-C), resumed to 6: the same step, schedule and learning rate as 6 in one go."""
+    from movenet.trainer import MoveNetModule
+
+    straight = tmp_path / "straight"
+    train(prepared, straight, dict(TINY), quick(max_steps=6), progress=False)
+    halves = tmp_path / "halves"
+    original = MoveNetModule.training_step
+
+    def interrupted(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise KeyboardInterrupt  # Lightning shuts down and exits; the state reached is saved first
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(MoveNetModule, "training_step", interrupted)
+    with pytest.raises(SystemExit):
+        train(prepared, halves, dict(TINY), quick(max_steps=6), progress=False)
+    assert torch.load(halves / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    monkeypatch.setattr(MoveNetModule, "training_step", original)
+    train(prepared, halves, None, quick(max_steps=6), resume=True, progress=False)
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(halves / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 6
+    assert a["optimizer_states"][0]["param_groups"][0]["lr"] == b["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert b["optimizer_states"][0]["state"][0]["step"] == 6  # AdamW's moments carried over, not restarted
+    with pytest.raises(ValueError, match="cannot change"):
+        train(prepared, halves, None, quick(max_steps=9), resume=True, progress=False)
+
+
+def test_train_on_keypoints_from_the_synthetic_sidecars(tmp_path):
+    synth.write_dataset(tmp_path / "synth", n_clips=3, seconds=2.0, seed=5, progress=False)
+    prepare(tmp_path / "synth", tmp_path / "kp", DataConfig(features="keypoints"), workers=1, progress=False)
+    loaded = checkpoint.load(train(tmp_path / "kp", tmp_path / "run", dict(TINY), quick(max_steps=3),
+                                   progress=False))
+    assert loaded.model.config.features == "keypoints" and loaded.model.frame_encoder is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test written for Linux")
+def test_ddp_two_cpu_processes(prepared, tmp_path):
+    """`movenet train --devices 2`: two gloo processes train in step and rank 0 exports the model."""
+    run = tmp_path / "ddp"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    cmd = [sys.executable, "-m", "movenet", "train", str(prepared), "--out", str(run), "--devices", "2",
+           "--accelerator", "cpu", "--max-steps", "3", "--batch-size", "2", "--crop-seconds", "0.4",
+           "--num-workers", "0", "--val-crops", "4", "--precision", "32-true", "--quiet", *flags]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 3
+    assert checkpoint.load(run / "model.pt").step == 3

@@ -49,31 +49,12 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    import numpy as np
+    from movenet import demo
 
-    from movenet import audio, synth
-    from movenet.data import DataConfig, load_manifest, prepare
-    from movenet.plot import contact_sheet
-
-    out = Path(args.out)
-    clips_dir, prepared_dir = out / "dancers", out / "prepared"
-    print(f"1/3 synthesizing {args.clips} dancer clips of {args.seconds} s into {clips_dir}")
-    synth.write_dataset(clips_dir, n_clips=args.clips, seconds=args.seconds, seed=args.seed)
-    print(f"2/3 preparing them into {prepared_dir}")
-    config = DataConfig()
-    report = prepare(clips_dir, prepared_dir, config, workers=args.workers)
-    print("   " + report.summary())
-    print("3/3 drawing contact sheets")
-    manifest = load_manifest(prepared_dir)
-    sheets = []
-    for record in manifest["clips"]:
-        base = prepared_dir / "clips" / record["id"]
-        frames = np.load(base.with_name(base.name + ".frames.npy"))
-        wav = audio.mu_law_decode(np.load(base.with_name(base.name + ".audio.npy")))
-        name = record["id"].replace("/", "_")
-        sheets.append(contact_sheet(frames, wav, config.sample_rate, config.fps, out / f"{name}.png",
-                                    title=f"{record['id']} ({record['label']}, {record['split']})"))
-    print(f"done: {len(sheets)} contact sheets in {out}/ (e.g. {sheets[0]})")
+    model_path = args.model
+    if args.train:
+        model_path = demo.train_demo_model(args.out, args.minutes)
+    demo.run_demo(args.out, args.clips, args.seconds, model_path, args.temperature, args.seed)
 
 
 # Model settings the prepared data fixes: not flags of `train`.
@@ -151,6 +132,40 @@ def cmd_generate(args) -> None:
         print(f"wrote {out}")
 
 
+def cmd_evaluate(args) -> None:
+    import json
+
+    from movenet import checkpoint
+    from movenet.data import write_json_atomic
+    from movenet.evaluate import evaluate
+
+    loaded = checkpoint.load(args.checkpoint)
+    report = evaluate(loaded, args.data_dir, args.clips, args.temperature, args.seed, args.plots, args.engine,
+                      progress=not args.quiet)
+    likelihood = report["likelihood_bits_per_sample"]
+    if isinstance(likelihood, dict):
+        print(f"likelihood (bits/sample, teacher forced, {len(likelihood['per_clip'])} clips): "
+              f"right video {likelihood['right']:.3f}, another clip's video {likelihood.get('wrong', float('nan')):.3f}, "
+              f"blank video {likelihood['blank']:.3f}; conditioning gain {likelihood['conditioning_gain']:.3f}")
+    else:
+        print(f"likelihood: {likelihood} (no audio track)")
+    summary = report["generated"]["summary"]
+    names = [m for m in ("pitch_accuracy", "hit_f1", "bas_true_beats", "bas", "bhs", "bcs") if m in summary]
+    conditions = ("model", "ground truth", "chance")
+    print(f"{'metric':<16}" + "".join(f"{c:>16}" for c in conditions))
+    for name in names:
+        cells = []
+        for c in conditions:
+            cell = summary[name].get(c)
+            cells.append(f"{cell['mean']:>10.3f} ±{cell['sem']:.2f}" if cell and cell["n"] else f"{'no ground truth':>16}")
+        print(f"{name:<16}" + "".join(f"{x:>16}" for x in cells))
+    if args.json:
+        write_json_atomic(args.json, report)
+        print(f"wrote {args.json}")
+    if args.plots:
+        print(f"plots in {args.plots}/ (summary: {report.get('summary_plot')})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
@@ -217,13 +232,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="the main job: synthesize dancers, prepare them, draw what came out",
+    p = sub.add_parser("evaluate", help="measure whether the music follows the dance", formatter_class=fmt,
+                       description="Teacher-forced likelihood with the right / another clip's / a blank video, "
+                                   "and rhythm, pitch and hit metrics of generated audio beside the true audio and "
+                                   "another clip's audio. DATA_DIR: a prepared set (its validation split) or a "
+                                   "folder of videos. Definitions: docs/evaluation.md.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--clips", type=int, default=4, help="clips to generate audio for")
+    p.add_argument("--json", type=Path, help="write every number here")
+    p.add_argument("--plots", type=Path, help="directory for one PNG per clip and a summary PNG")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", choices=("auto", "fast", "torch"), default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the main job: soundtracks for held-out synthetic dancers from the shipped model",
                        formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--clips", type=int, default=3)
+    p.add_argument("--clips", type=int, default=3, help="held-out dancers (one per style)")
     p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--model", type=Path, help="a model.pt instead of the shipped movenet/assets/demo.pt")
+    p.add_argument("--train", action="store_true", help="train a model from scratch first (synth + prepare + train)")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget for --train")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -16,7 +16,7 @@ def run(*args, cwd=None) -> subprocess.CompletedProcess:
 def test_help_lists_subcommands():
     result = run("--help")
     assert result.returncode == 0
-    for command in ("synth", "prepare", "demo"):
+    for command in ("synth", "prepare", "train", "generate", "evaluate", "demo"):
         assert command in result.stdout
     assert "--workers" in run("prepare", "--help").stdout
 
@@ -72,3 +72,51 @@ def test_prepare_keypoints_from_synthetic_sidecars(tmp_path):
     assert len(list(prepared.rglob("*.keypoints.npy"))) == 2 and not list(prepared.rglob("*.frames.npy"))
     assert {c["keypoints"]["source"] for c in manifest["clips"]} == {"sidecar"}
     assert "--features" in run("prepare", "--help").stdout
+
+
+def _streams(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        return {s.type: float(s.duration * s.time_base) if s.duration else float(container.duration / 1e6)
+                for s in container.streams}
+
+
+def test_end_to_end_synth_prepare_train_generate(tmp_path, real_videos_dir):
+    """What a user does first: make data, train a few steps, give a video a soundtrack; and the same model on
+    real videos that have no audio at all."""
+    tiny = ["--layers-per-stack", 3, "--n-stacks", 1, "--residual-channels", 8, "--gate-channels", 16,
+            "--skip-channels", 8, "--video-channels", 8, "--frame-width", 8]
+    assert run("synth", tmp_path / "synth", "--clips", 3, "--seconds", 2, "--quiet").returncode == 0
+    assert run("prepare", tmp_path / "synth", tmp_path / "prepared", "--quiet").returncode == 0
+    result = run("train", tmp_path / "prepared", "--out", tmp_path / "run", "--max-steps", 3, "--batch-size", 2,
+                 "--crop-seconds", 0.4, "--num-workers", 0, "--quiet", *tiny)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = tmp_path / "run" / "model.pt"
+    clip = sorted((tmp_path / "synth").rglob("*.mp4"))[0]
+    result = run("generate", model, clip, "-o", tmp_path / "out.mp4", "-o", tmp_path / "out.wav", "--seed", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    streams = _streams(tmp_path / "out.mp4")
+    assert set(streams) == {"video", "audio"} and abs(streams["audio"] - 2.0) < 0.1
+    with av.open(str(tmp_path / "out.mp4")) as container:  # the video stream is copied, not re-encoded
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) == 50
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert sum(1 for _ in container.decode(audio=0)) > 0
+    # the same seed gives the same audio
+    assert run("generate", model, clip, "-o", tmp_path / "again.wav", "--seed", 1).returncode == 0
+    assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "out.wav").read_bytes()
+    # real videos without an audio track, from other encoders (cinepak, damaged mpeg4)
+    for name in ("tree.avi", "Megamind_bugy.avi"):
+        out = tmp_path / f"{name}.mp4"
+        result = run("generate", model, real_videos_dir / name, "-o", out)
+        assert result.returncode == 0, result.stderr[-2000:]
+        streams = _streams(out)
+        assert set(streams) == {"video", "audio"} and streams["audio"] > 3.0
+    # user mistakes: one line each, no traceback
+    for args, expected in (((model, tmp_path / "missing.mp4", "-o", tmp_path / "x.mp4"), "missing.mp4"),
+                           ((tmp_path / "nope.pt", clip, "-o", tmp_path / "x.mp4"), "nope.pt"),
+                           ((model, clip, "-o", tmp_path / "out.wav"), "--force"),
+                           ((model, clip, "-o", tmp_path / "x.ogg"), ".wav or .mp4"),
+                           ((clip, clip, "-o", tmp_path / "x.wav"), "not a movenet checkpoint")):
+        result = run("generate", *args)
+        assert result.returncode != 0 and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

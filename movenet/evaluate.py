@@ -1,0 +1,243 @@
+"""Does the music follow the dance? `movenet evaluate CHECKPOINT DATA_DIR`.
+
+DATA_DIR is a prepared set (its validation split is used) or any folder of videos. Reported:
+
+- likelihood: teacher-forced NLL in bits per sample with the clip's own video, with another clip's video, and with
+  a blank video (black frames / no keypoints); the conditioning gain is wrong - right. Needs the true audio, so
+  clips without an audio track have no likelihood rows.
+- rhythm and ground truth (`movenet.metrics.clip_metrics`) on audio generated for N clips, beside two reference
+  rows: the true audio (upper bound) and another clip's true audio (chance). Without audio the reference rows say
+  "no ground truth".
+- plots: one PNG per generated clip and a summary PNG; everything in one JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from movenet import audio, metrics, pose, video
+from movenet.checkpoint import Loaded
+from movenet.data import DataError, find_videos, load_manifest, open_clip
+from movenet.generate import Movement, read_movement, soundtrack
+from movenet.model import MoveNet
+
+NO_GROUND_TRUTH = "no ground truth"
+
+
+@dataclass
+class EvalClip:
+    name: str
+    source: str
+    movement: Movement
+    codes: np.ndarray | None  # uint8 [n_frames * hop], the true audio; None for a video without audio
+    label: int | None
+    sidecar: dict | None  # the synthetic dancer's ground truth
+
+
+@torch.no_grad()
+def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: torch.Tensor, chunk_frames: int = 100) -> float:
+    """Mean NLL in bits per sample of a whole clip's codes [T] under cond [1, T_v, ...], from its first sample.
+
+    Computed `chunk_frames` at a time with a full receptive field of context, so memory stays flat in T; the
+    result equals model.teacher_forced over the whole clip.
+    """
+    hop, n_ctx = model.config.hop, model.config.context_frames
+    targets = torch.from_numpy(codes.astype(np.int64))[None]
+    pre = torch.full((1, n_ctx * hop + 1), audio.SILENCE, dtype=torch.int64)
+    inputs = torch.cat([pre, targets[:, :-1]], dim=1)  # input t + n_ctx*hop predicts target t
+    held = torch.cat([cond[:, :1].expand(-1, n_ctx, -1), cond], dim=1)
+    total, n = 0.0, 0
+    for start in range(0, targets.shape[1], chunk_frames * hop):
+        stop = min(start + chunk_frames * hop, targets.shape[1])
+        # window of inputs from `start` (a frame boundary) with n_ctx frames of context before it
+        window = inputs[:, start: stop + n_ctx * hop]
+        logits = model.logits(window, held[:, start // hop:])[:, -(stop - start):]
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets[0, start:stop],
+                                 reduction="sum").item()
+        n += stop - start
+    return total / n / math.log(2)
+
+
+def _fit(movement: Movement, n_frames: int) -> Movement:
+    """Another clip's movement cut or held (last frame) to n_frames."""
+    def fit(x):
+        if x is None:
+            return None
+        if len(x) >= n_frames:
+            return x[:n_frames]
+        return np.concatenate([x, np.repeat(x[-1:], n_frames - len(x), axis=0)])
+    return Movement(fit(movement.frames), fit(movement.keypoints))
+
+
+def _blank(movement: Movement) -> Movement:
+    """Nothing to see: black frames, no keypoints (visibility 0)."""
+    return Movement(None if movement.frames is None else np.zeros_like(movement.frames),
+                    None if movement.keypoints is None else np.zeros_like(movement.keypoints))
+
+
+def _cond(model: MoveNet, movement: Movement, label: int | None) -> torch.Tensor:
+    with torch.no_grad():
+        return model.condition(
+            None if movement.frames is None else torch.from_numpy(np.ascontiguousarray(movement.frames))[None],
+            None if movement.keypoints is None else torch.from_numpy(np.ascontiguousarray(movement.keypoints))[None],
+            None if label is None else torch.tensor([label]))
+
+
+def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[EvalClip], list[EvalClip]]:
+    """(clips to evaluate, clips whose video and audio serve as "another clip's").
+
+    A prepared set: its validation split (all clips if it has none); the others are the same clips, plus a few
+    training clips when the split holds fewer than two. A folder: every video in it (read with the checkpoint's
+    settings; unreadable files are reported in one line and skipped), which are also the others.
+    """
+    data_dir = Path(data_dir)
+    config = loaded.model.config
+    clips = []
+    if (data_dir / "manifest.json").exists():
+        manifest = load_manifest(data_dir)
+        settings = manifest["data"]
+        for key in ("sample_rate", "fps", "frame_size", "gray"):
+            if settings[key] != loaded.data_config[key]:
+                raise DataError(f"{data_dir}: prepared with {key}={settings[key]!r}, the model needs "
+                                f"{loaded.data_config[key]!r}")
+        records = [r for r in manifest["clips"] if r["split"] == "valid"] or manifest["clips"]
+        extra = [r for r in manifest["clips"] if r not in records][: max(0, 3 - len(records))]
+        for record in records + extra:
+            arrays = open_clip(data_dir, record, mmap=False)
+            if config.uses_keypoints and "keypoints" not in arrays:
+                raise DataError(f"{data_dir}: stores no keypoints, which this model needs (prepare with --features)")
+            if config.uses_frames and "frames" not in arrays:
+                raise DataError(f"{data_dir}: stores no frames, which this model needs (prepare with --features)")
+            movement = Movement(arrays.get("frames") if config.uses_frames else None,
+                                arrays.get("keypoints") if config.uses_keypoints else None)
+            source = Path(record["source"])
+            clips.append(EvalClip(record["id"], str(source), movement, arrays["codes"],
+                                  _label(loaded, record["label"]), pose.read_sidecar(source)))
+        return clips[: len(records)], clips
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: not a directory or a prepared set")
+    for job in find_videos(data_dir, valid_fraction=0):
+        try:
+            movement = read_movement(job.source, loaded)
+        except video.MediaError as err:
+            log(f"{job.source}: {err}")
+            continue
+        codes = None
+        if video.probe(job.source).has_audio:
+            try:
+                wav = video.read_audio(job.source, loaded.data_config["sample_rate"])
+                codes = audio.mu_law_encode(audio.normalize_loudness(wav))
+            except video.MediaError as err:
+                log(f"{job.source}: audio unusable ({err}); evaluating without ground truth")
+        if codes is not None:  # both streams cover the same span, as in a prepared set
+            n = min(movement.n_frames, len(codes) // config.hop)
+            movement, codes = _fit(movement, n), codes[: n * config.hop]
+        clips.append(EvalClip(job.rel, job.source, movement, codes, _label(loaded, job.label),
+                              pose.read_sidecar(job.source)))
+    return clips, clips
+
+
+def _label(loaded: Loaded, name: str) -> int | None:
+    if not loaded.model.config.n_labels:
+        return None
+    return loaded.labels.index(name) if name in loaded.labels else 0
+
+
+def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature: float = 1.0, seed: int = 0,
+             plots_dir: str | Path | None = None, engine: str = "auto", progress: bool = True, log=print) -> dict:
+    """Everything in the module docstring, as a JSON-able dict."""
+    from tqdm import tqdm
+
+    from movenet import plot
+
+    model = loaded.model
+    sr, fps, hop = loaded.data_config["sample_rate"], loaded.data_config["fps"], model.config.hop
+    clips, pool = load_clips(loaded, data_dir, log)
+    if not clips:
+        raise DataError(f"{data_dir}: no clip to evaluate")
+    report = {"checkpoint_step": loaded.step, "data_dir": str(data_dir), "n_clips": len(clips),
+              "temperature": temperature, "seed": seed}
+
+    # Likelihood, on every clip with audio.
+    rows = []
+    for clip in tqdm([c for c in clips if c.codes is not None], desc="likelihood", unit="clip",
+                     disable=not progress):
+        other = _other(clip, pool)
+        n_frames = clip.movement.n_frames
+        row = {"clip": clip.name, "seconds": len(clip.codes) / sr}
+        row["right"] = teacher_forced_bits(model, clip.codes, _cond(model, clip.movement, clip.label))
+        if other is not None:
+            row["wrong"] = teacher_forced_bits(model, clip.codes, _cond(model, _fit(other.movement, n_frames), clip.label))
+        row["blank"] = teacher_forced_bits(model, clip.codes, _cond(model, _blank(clip.movement), clip.label))
+        rows.append(row)
+    if rows:
+        weights = np.array([r["seconds"] for r in rows])
+        mean = {k: float(np.average([r[k] for r in rows], weights=weights)) for k in ("right", "wrong", "blank")
+                if all(k in r for r in rows)}
+        report["likelihood_bits_per_sample"] = {
+            **mean, "conditioning_gain": mean.get("wrong", math.nan) - mean["right"],
+            "blank_gain": mean["blank"] - mean["right"], "per_clip": rows}
+    else:
+        report["likelihood_bits_per_sample"] = NO_GROUND_TRUTH
+
+    # Rhythm and ground truth on generated audio, with the reference rows.
+    metric_rows = []
+    per_clip = []
+    chosen = clips[:n_clips]
+    for k, clip in enumerate(chosen):
+        wav = soundtrack(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress)
+        kp = np.asarray(clip.sidecar["joints"], np.float32) if clip.sidecar else clip.movement.keypoints
+        frames = clip.movement.frames
+        if kp is None and frames is None:
+            frames = video.read_frames(clip.source, fps=fps)
+        scores = metrics.clip_metrics(wav, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar)
+        metric_rows.append({"condition": "model", "clip": clip.name, **scores})
+        entry = {"clip": clip.name, "model": scores}
+        truth = None if clip.codes is None else audio.mu_law_decode(clip.codes)
+        if truth is not None:
+            gt = metrics.clip_metrics(truth, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar)
+            metric_rows.append({"condition": "ground truth", "clip": clip.name, **gt})
+            entry["ground_truth"] = gt
+        else:
+            entry["ground_truth"] = NO_GROUND_TRUTH
+        other = _other(clip, [c for c in pool if c.codes is not None])
+        if other is not None:
+            chance_wav = audio.mu_law_decode(_fit_codes(other.codes, len(wav)))
+            chance = metrics.clip_metrics(chance_wav, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar)
+            metric_rows.append({"condition": "chance", "clip": clip.name, **chance})
+            entry["chance"] = chance
+        else:
+            entry["chance"] = NO_GROUND_TRUTH
+        if plots_dir is not None:
+            speed = metrics.motion_speed(kp, None if kp is not None else frames, fps=fps)
+            beats = metrics.motion_beats(speed, fps)
+            entry["plot"] = str(plot.evaluation_figure(
+                Path(plots_dir) / f"{clip.name.replace('/', '_')}.png", wav, sr, fps, speed, beats, gt_wav=truth,
+                title=clip.name, scores=scores, gt_scores=entry["ground_truth"] if truth is not None else None))
+        per_clip.append(entry)
+    report["generated"] = {"summary": metrics.summarize(metric_rows), "per_clip": per_clip}
+    if plots_dir is not None and metric_rows:
+        report["summary_plot"] = str(plot.evaluation_summary_figure(metric_rows, Path(plots_dir) / "summary.png",
+                                                                    title=f"{Path(data_dir).name}: model vs references"))
+    return report
+
+
+def _other(clip: EvalClip, pool: list[EvalClip]) -> EvalClip | None:
+    """The clip after `clip` in the pool (cyclically), never `clip` itself."""
+    if clip not in pool:
+        return pool[0] if pool else None
+    others = pool[pool.index(clip) + 1:] + pool[: pool.index(clip)]
+    return others[0] if others else None
+
+
+def _fit_codes(codes: np.ndarray, n: int) -> np.ndarray:
+    """Another clip's audio cut to n samples, or padded with silence."""
+    if len(codes) >= n:
+        return codes[:n]
+    return np.concatenate([codes, np.full(n - len(codes), audio.SILENCE, np.uint8)])

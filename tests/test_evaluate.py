@@ -1,0 +1,72 @@
+"""`movenet evaluate`: the likelihood it reports is the model's, and it runs on prepared sets and on real videos
+without audio, where the reference rows say so."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from movenet import checkpoint, synth
+from movenet.data import DataConfig, prepare
+from movenet.evaluate import NO_GROUND_TRUTH, evaluate, teacher_forced_bits
+from movenet.train import TrainConfig, train
+
+TINY = dict(layers_per_stack=3, n_stacks=1, residual_channels=8, gate_channels=16, skip_channels=8,
+            video_channels=8, frame_width=8)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    synth.write_dataset(root / "synth", n_clips=4, seconds=2.0, seed=11, progress=False)
+    prepare(root / "synth", root / "prepared", DataConfig(valid_fraction=0.5), workers=1, progress=False)
+    model_pt = train(root / "prepared", root / "run", dict(TINY),
+                     TrainConfig(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=2, val_crops=2),
+                     progress=False)
+    return checkpoint.load(model_pt), root
+
+
+def test_teacher_forced_bits_is_the_models_cross_entropy_in_bits(trained):
+    loaded, _ = trained
+    model = loaded.model
+    g = torch.Generator().manual_seed(0)
+    n_frames = 7
+    codes = torch.randint(0, 256, (n_frames * 640,), generator=g)
+    frames = torch.randint(0, 256, (1, n_frames, 64, 64, 1), generator=g, dtype=torch.uint8)
+    cond = model.condition(frames, labels=torch.tensor([1]))
+    with torch.no_grad():
+        expected = F.cross_entropy(model.teacher_forced(codes[None], cond)[0], codes).item() / math.log(2)
+    # chunked (3 frames at a time) equals the whole clip at once
+    assert teacher_forced_bits(model, codes.numpy().astype(np.uint8), cond, chunk_frames=3) == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_a_prepared_set_and_a_folder_of_real_videos(trained, tmp_path, real_videos_dir):
+    loaded, root = trained
+    report = evaluate(loaded, root / "prepared", n_clips=1, engine="torch", plots_dir=tmp_path / "plots",
+                      progress=False)
+    likelihood = report["likelihood_bits_per_sample"]
+    assert {"right", "wrong", "blank", "conditioning_gain"} <= set(likelihood)
+    assert likelihood["conditioning_gain"] == pytest.approx(likelihood["wrong"] - likelihood["right"])
+    assert 4 < likelihood["right"] < 9 and len(likelihood["per_clip"]) == 1  # the validation split
+    clip = report["generated"]["per_clip"][0]
+    assert set(clip) >= {"model", "ground_truth", "chance", "plot"}
+    assert clip["ground_truth"]["pitch_accuracy"] > 0.6  # the dancer's own soundtrack follows the dancer
+    assert Path(clip["plot"]).stat().st_size > 10_000 and (tmp_path / "plots" / "summary.png").exists()
+    json.dumps(report)  # plain types only
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(real_videos_dir / "tree.avi", videos)
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    lines = []
+    report = evaluate(loaded, videos, n_clips=2, engine="torch", progress=False, log=lines.append)
+    assert report["likelihood_bits_per_sample"] == NO_GROUND_TRUTH
+    assert report["n_clips"] == 1 and len(lines) == 1 and "broken.mp4" in lines[0]
+    clip = report["generated"]["per_clip"][0]
+    assert clip["ground_truth"] == NO_GROUND_TRUTH and clip["chance"] == NO_GROUND_TRUTH
+    assert clip["model"]["motion_source"] == "frames" and clip["model"]["seconds"] > 4

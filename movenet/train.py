@@ -47,8 +47,8 @@ class TrainConfig:
     lr: float = 3e-3  # OneCycle peak learning rate
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    max_steps: int = 20000  # also the OneCycle schedule's length
-    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    max_steps: int = 20000
+    max_minutes: float = 0.0  # training-time budget; 0 = none. The OneCycle schedule ends at whichever comes first
     val_crops: int = 64  # fixed validation crops, scored every epoch
     precision: str = "auto"  # "auto", "bf16-mixed", "16-mixed" or "32-true"
     accelerator: str = "auto"  # "cpu", "gpu", "auto"
@@ -100,10 +100,11 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model"])
         changed = _changed(config)
-        if changed.get("max_steps", saved["train"]["max_steps"]) != saved["train"]["max_steps"]:
-            raise ValueError(f"--max-steps is the length of the run's OneCycle schedule ({saved['train']['max_steps']}) "
-                             f"and cannot change on --resume")
-        config = TrainConfig(**{**saved["train"], **changed})  # e.g. a new time budget
+        for key in ("max_steps", "max_minutes"):
+            if changed.get(key, saved["train"][key]) != saved["train"][key]:
+                raise ValueError(f"--{key.replace('_', '-')} sets the length of the run's OneCycle schedule "
+                                 f"({saved['train'][key]}) and cannot change on --resume")
+        config = TrainConfig(**{**saved["train"], **changed})
     else:
         if last.exists() and not force:
             raise FileExistsError(f"{run_dir}: already holds a run; --resume to continue it or --force to start over")

@@ -3,6 +3,7 @@ weights-only. `movenet.train` drives them."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ class MoveNetModule(L.LightningModule):
         self.model = MoveNet(ModelConfig.from_dict(model_config))
         self.train_config = TrainConfig(**train_config)
         self._last_time = None
+        self._started, self._earlier_seconds = None, 0.0
 
     def _loss(self, batch) -> torch.Tensor:
         c = self.model.config
@@ -55,8 +57,42 @@ class MoveNetModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.train_config
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.max_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: one_cycle(self.progress(step)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def progress(self, step: int) -> float:
+        """How far the run is, 0..1: by steps, or by the time budget if that runs out first. The learning-rate
+        schedule follows it, so a run cut by --max-minutes still completes its schedule."""
+        cfg = self.train_config
+        done = step / cfg.max_steps
+        if cfg.max_minutes:
+            done = max(done, self.train_seconds() / (60 * cfg.max_minutes))
+        return min(done, 1.0)
+
+    def train_seconds(self) -> float:
+        """Training time so far, this start and the ones before it (carried in the checkpoint)."""
+        if self._started is None:
+            return self._earlier_seconds
+        return self._earlier_seconds + time.perf_counter() - self._started
+
+    def on_train_start(self):
+        self._started = time.perf_counter()
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["train_seconds"] = self.train_seconds()
+
+    def on_load_checkpoint(self, checkpoint):
+        self._earlier_seconds = float(checkpoint.get("train_seconds", 0.0))
+
+
+def one_cycle(progress: float, warmup: float = 0.3, start_div: float = 25.0, final_div: float = 1e4) -> float:
+    """The OneCycle learning-rate factor at `progress` (0..1): cosine up from 1/start_div to 1 over `warmup`,
+    then cosine down to 1/(start_div * final_div), as torch's OneCycleLR does over steps."""
+    if progress < warmup:
+        lo, hi, x = 1 / start_div, 1.0, progress / warmup
+    else:
+        lo, hi, x = 1.0, 1 / (start_div * final_div), (progress - warmup) / (1 - warmup)
+    return hi + (lo - hi) * (1 + math.cos(math.pi * x)) / 2
 
 
 class AtomicWeightsOnlyIO(TorchCheckpointIO):

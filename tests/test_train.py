@@ -101,3 +101,20 @@ def test_ddp_two_cpu_processes(prepared, tmp_path):
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 3
     assert checkpoint.load(run / "model.pt").step == 3
+
+
+def test_one_cycle_matches_torch_and_a_time_budget_completes_the_schedule():
+    from movenet.trainer import one_cycle
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1.0)
+    reference = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=101)
+    for step in range(101):
+        # torch ends its warm-up at step 0.3 * N - 1 rather than at 30%: within 3% of the peak everywhere
+        assert one_cycle(step / 100) == pytest.approx(optimizer.param_groups[0]["lr"], abs=0.03)
+        optimizer.step()
+        reference.step()
+    assert one_cycle(0.0) == pytest.approx(1 / 25) and one_cycle(0.3) == 1.0
+    assert one_cycle(1.0) == pytest.approx(1 / 25 / 1e4)
+    curve = [one_cycle(p / 1000) for p in range(1001)]
+    assert all(a <= b for a, b in zip(curve[:300], curve[1:301])) and all(a >= b for a, b in zip(curve[300:], curve[301:]))

@@ -1,0 +1,442 @@
+"""Compiled incremental generation: MoveNet's `init_state` / `step` loop, sampling included, as numba code.
+
+`FastGenerator(model)` copies the weights into float32 numpy arrays (layout in its docstring) and never calls torch
+again: `generate` runs whole frames of audio for B independent streams, with every per-layer buffer preallocated
+(one ring per dilated layer, the layout of `model.State`) and constant work per sample. The semantics are those of
+`MoveNet.init_state` / `MoveNet.step` (and so of `MoveNet.teacher_forced`), up to float32 rounding and the tanh
+approximation in `movenet.kernels` (|error| ~2e-7): logits agree to ~1e-5 (tests/test_fastgen.py).
+
+Sampling policy (`sample_inverse_cdf`, the reference; the compiled loop implements the same float64 steps): per
+stream, the caller draws `u = np.random.default_rng(seed).random(n_samples)`, one uniform per sample, and the code
+for target t is the first class c whose cumulative softmax(logits / temperature) exceeds u[t] times the total;
+temperature 0 is argmax (first maximum). Draws may be taken in pieces: `rng.random(a)` then `rng.random(b)` is
+`rng.random(a + b)`, so frame-by-frame generation equals one-shot generation.
+
+Speed, one core (benchmarks/bench_generate.py, `benchmark` below): one stream re-reads the ~2 MB of weights for
+every sample, so it is bound by cache bandwidth; B streams share each weight read, so batches approach the FMA
+units' limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+
+from movenet.audio import SAMPLE_RATE, SILENCE
+from movenet.kernels import exp_nonpositive, gate, matmul_acc, prefetch
+from movenet.model import ModelConfig, MoveNet
+
+# -- the sampling policy --------------------------------------------------------------------------------------------
+
+
+def sample_inverse_cdf(logits, temperature: float, u) -> np.ndarray:
+    """The sampling policy, in numpy: logits float32 [B, Q], temperature >= 0, u float64 [B] in [0, 1) -> int64 [B].
+
+    In float64: z = logits / temperature; e = exp(z - max z); cdf = cumsum(e); the code is the first c with
+    cdf[c] > u * cdf[-1] (inverse CDF; unnormalized, which is the same as cumsum(softmax) > u * sum(softmax) but
+    needs no division), or, where rounding leaves no such c (u within 1e-16 of 1), the last class with e > 0.
+    temperature 0: argmax of the float32 logits (first maximum). A torch loop calls this on `logits.numpy()`.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    z = logits.astype(np.float64) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    cdf = np.cumsum(e, axis=-1)  # sequential, as in the compiled loop
+    threshold = np.asarray(u, dtype=np.float64) * cdf[:, -1]
+    count = (cdf <= threshold[:, None]).sum(axis=-1)  # cdf is nondecreasing: the first c above the threshold
+    last = e.shape[-1] - 1 - (e[:, ::-1] > 0).argmax(axis=-1)
+    return np.minimum(count, last)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sample_row(logits, temperature, u, cdf, bits):
+    """`sample_inverse_cdf` for one stream: logits float32 [Q], u float64; cdf float64 [Q] and bits int64 [2, Q]
+    are scratch. Returns the code.
+
+    The same float64 steps in the same order (no fastmath: nothing is reassociated; max z = (max logits) / T
+    exactly, since rounding is monotonic), except that exp is `kernels.exp_nonpositive` (vectorized, within 2 ulp
+    of numpy's): a different code needs u within ~1e-15 of a CDF step.
+    """
+    Q = logits.shape[0]
+    best = 0
+    for c in range(1, Q):
+        if logits[c] > logits[best]:
+            best = c
+    if temperature == 0.0:
+        return best
+    m = np.float64(logits[best]) / temperature
+    for c in range(Q):
+        cdf[c] = np.float64(logits[c]) / temperature - m
+    exp_nonpositive(cdf, cdf, bits)
+    last = Q - 1
+    while cdf[last] == 0.0:  # cdf[best] = exp(0) = 1, so this stops
+        last -= 1
+    total = 0.0
+    for c in range(Q):
+        total += cdf[c]
+        cdf[c] = total
+    threshold = u * total
+    count = 0
+    for c in range(Q):
+        count += cdf[c] <= threshold
+    return min(count, last)
+
+
+# -- the compiled network ---------------------------------------------------------------------------------------------
+# `params` is the tuple FastGenerator.params; state arrays are FastState's; `work` is the tuple of scratch arrays
+# made by _scratch. All float32 except where noted.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _scratch(params, B):
+    """Per-call work arrays for B streams (nothing here grows with the number of samples)."""
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets = params
+    L, KC, G = wd.shape
+    C, S, Q = in_bias.shape[0], bs.shape[0], b2.shape[0]
+    xs = np.empty((B, C + S), np.float32)  # [residual x | skip sum] of each stream
+    taps = np.empty((B, KC), np.float32)  # the dilated convolution's inputs, oldest first
+    h = np.empty((B, G), np.float32)
+    z = np.empty((B, G // 2), np.float32)
+    hc = np.empty((B, L, G), np.float32)  # this frame's conditioning plus the dilated convolutions' biases
+    a = np.empty((B, S), np.float32)
+    h1 = np.empty((B, S), np.float32)
+    logits = np.empty((B, Q), np.float32)
+    cdf = np.empty(Q, np.float64)
+    bits = np.empty((2, Q), np.int64)
+    return xs, taps, h, z, hc, a, h1, logits, cdf, bits
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _set_frame(params, cond_row, hc):
+    """hc[b, l] = cond_row[b, l*G:(l+1)*G] + b_d[l]: once per frame, so per sample a layer just starts from it."""
+    bd = params[3]
+    B, L, G = hc.shape
+    for b in range(B):
+        for l in range(L):
+            for g in range(G):
+                hc[b, l, g] = cond_row[b, l * G + g] + bd[l, g]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _forward(t, params, prev, input_codes, buffers, work):
+    """Logits of every stream for target t into work's `logits` [B, Q]; pushes this step's inputs into the rings.
+
+    prev int64 [B]: the input for target t (the code before it); input_codes int64 [B, input_kernel - 1] and
+    buffers [B, H, C] are the rings of FastState, updated in place exactly as MoveNet.step updates State.
+    """
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets = params
+    xs, taps, h, z, hc, a, h1, logits, cdf, bits = work
+    B = prev.shape[0]
+    L, KC, G = wd.shape
+    C, S = in_bias.shape[0], bs.shape[0]
+    k = KC // C
+    n_in = input_codes.shape[1]
+    # input convolution of the embedded codes = a sum of table rows (embedding and convolution folded)
+    for b in range(B):
+        for c in range(C):
+            xs[b, c] = in_bias[c]
+        for j in range(n_in):
+            code = input_codes[b, (t - n_in + j) % n_in]
+            for c in range(C):
+                xs[b, c] += in_tables[j, code, c]
+        code = prev[b]
+        for c in range(C):
+            xs[b, c] += in_tables[n_in, code, c]
+        if n_in:
+            input_codes[b, t % n_in] = code
+        for c in range(S):
+            xs[b, C + c] = bs[c]
+    for l in range(L):
+        d = dilations[l]
+        n = (k - 1) * d
+        off = offsets[l]
+        for b in range(B):
+            for j in range(k - 1):  # past taps, oldest first, read before this step overwrites the oldest slot
+                slot = off + (t - (k - 1 - j) * d) % n
+                for c in range(C):
+                    taps[b, j * C + c] = buffers[b, slot, c]
+            for c in range(C):
+                taps[b, (k - 1) * C + c] = xs[b, c]
+            if n:
+                slot = off + t % n
+                for c in range(C):
+                    buffers[b, slot, c] = xs[b, c]
+                # the oldest tap of the next step: a row last touched n steps ago, likely out of L1/L2 by now
+                row = (b * buffers.shape[1] + off + (t + 1) % n) * C
+                for c in range(0, C, 16):
+                    prefetch(buffers, row + c)
+            for g in range(G):
+                h[b, g] = hc[b, l, g]
+        matmul_acc(h, taps, wd[l])
+        gate(h, z)
+        if l < L - 1:
+            matmul_acc(xs, z, wrs[l])  # x += W_r z, skip += W_s z in one product
+            for b in range(B):
+                for c in range(C):
+                    xs[b, c] += br[l, c]
+        else:  # the last layer's residual output goes nowhere
+            matmul_acc(xs[:, C:], z, wrs[l, :, C:])
+    # head: ReLU -> Linear(S, S) -> ReLU -> Linear(S, Q)
+    for b in range(B):
+        for c in range(S):
+            a[b, c] = max(xs[b, C + c], np.float32(0))
+            h1[b, c] = b1[c]
+        for q in range(logits.shape[1]):
+            logits[b, q] = b2[q]
+    matmul_acc(h1, a, w1)
+    for b in range(B):
+        for c in range(S):
+            h1[b, c] = max(h1[b, c], np.float32(0))
+    matmul_acc(logits, h1, w2)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _generate(params, cond, t0, hop, temperature, u, prev, input_codes, buffers, out):
+    """Sample u.shape[1] targets from t0 for every stream into out uint8 [B, n]; cond [B, n_rows, L*G] starts at
+    frame t0 // hop. Leaves prev/input_codes/buffers as the state at t0 + n."""
+    B, n = u.shape
+    work = _scratch(params, B)
+    logits, cdf, bits = work[7], work[8], work[9]
+    first_frame = t0 // hop
+    for i in range(n):
+        t = t0 + i
+        if i == 0 or t % hop == 0:
+            _set_frame(params, cond[:, t // hop - first_frame], work[4])
+        _forward(t, params, prev, input_codes, buffers, work)
+        for b in range(B):
+            code = _sample_row(logits[b], temperature, u[b, i], cdf, bits)
+            out[b, i] = code
+            prev[b] = code
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _generate_parallel(params, cond, t0, hop, temperature, u, prev, input_codes, buffers, out, bounds):
+    """_generate on the stream groups bounds[g]:bounds[g+1], one group per thread (streams are independent)."""
+    for g in numba.prange(bounds.shape[0] - 1):
+        s, e = bounds[g], bounds[g + 1]
+        _generate(params, cond[s:e], t0, hop, temperature, u[s:e], prev[s:e], input_codes[s:e], buffers[s:e],
+                  out[s:e])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _teacher_forced(params, cond, t0, hop, codes, prev, input_codes, buffers, out):
+    """Logits for targets t0 .. t0 + T - 1 given the true codes [B, T] into out float32 [B, T, Q]."""
+    B, n = codes.shape
+    work = _scratch(params, B)
+    logits = work[7]
+    first_frame = t0 // hop
+    for i in range(n):
+        t = t0 + i
+        if i == 0 or t % hop == 0:
+            _set_frame(params, cond[:, t // hop - first_frame], work[4])
+        _forward(t, params, prev, input_codes, buffers, work)
+        out[:, i] = logits
+        for b in range(B):
+            prev[b] = codes[b, i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _init_buffers(params, cond0, buffers):
+    """The pre-roll of MoveNet.init_state: every layer's ring holds the input it would see after silence forever
+    under cond0 [B, L*G]; computed with the same kernels as a step whose taps are all that input."""
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets = params
+    B = cond0.shape[0]
+    L, KC, G = wd.shape
+    C = in_bias.shape[0]
+    k = KC // C
+    xs, taps, h, z, hc, a, h1, logits, cdf, bits = _scratch(params, B)
+    _set_frame(params, cond0, hc)
+    for b in range(B):
+        for c in range(C):
+            xs[b, c] = in_bias[c]
+        for j in range(in_tables.shape[0]):
+            for c in range(C):
+                xs[b, c] += in_tables[j, SILENCE, c]
+    for l in range(L):
+        n = (k - 1) * dilations[l]
+        off = offsets[l]
+        for b in range(B):
+            for s in range(n):
+                buffers[b, off + s] = xs[b, :C]
+            for j in range(k):
+                taps[b, j * C: (j + 1) * C] = xs[b, :C]
+            h[b] = hc[b, l]
+        matmul_acc(h, taps, wd[l])
+        gate(h, z)
+        matmul_acc(xs[:, :C], z, wrs[l, :, :C])
+        for b in range(B):
+            for c in range(C):
+                xs[b, c] += br[l, c]
+
+
+# -- the Python side ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FastState:
+    """Everything generation carries from one sample to the next, batch-first numpy arrays (cf. `model.State`)."""
+
+    t: int  # index of the next target sample
+    prev_codes: np.ndarray  # int64 [B]: the input for target t, i.e. the code before it (SILENCE at t = 0)
+    input_codes: np.ndarray  # int64 [B, input_kernel - 1]: earlier inputs, input position p at slot p % (k_in - 1)
+    buffers: np.ndarray  # float32 [B, H, C_res]: layer l's ring at rows offsets[l] : offsets[l] + (k-1) d_l,
+    #                     input position p at slot p % ((k-1) d_l), as State.buffers[l]; H = sum of histories
+
+    @property
+    def batch_size(self) -> int:
+        return self.prev_codes.shape[0]
+
+    def copy(self) -> "FastState":
+        return FastState(self.t, self.prev_codes.copy(), self.input_codes.copy(), self.buffers.copy())
+
+
+def _rows(x, name: str, ndim: int) -> np.ndarray:
+    """float32 C-contiguous numpy from numpy or a CPU tensor, with its dimension count checked."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    return x
+
+
+class FastGenerator:
+    """A MoveNet's weights as float32 numpy arrays, and the compiled loop that generates with them.
+
+    Weight layout (`params`, a tuple; C residual, G gate, S skip channels, Q classes, L layers, k kernel size,
+    k_in input kernel; every matrix stored inputs-major, [in, out], so a product streams through it row by row):
+
+        in_tables  [k_in, Q, C]   embedding folded into the input convolution: tap j of code c is in_tables[j, c]
+        in_bias    [C]
+        wd         [L, k*C, G]    dilated convolutions, taps oldest first (DilatedCausalConv.linear.weight.T)
+        bd         [L, G]         their biases, added to the frame's conditioning once per frame
+        wrs        [L, G/2, C+S]  residual and skip 1x1 convolutions side by side
+        br         [L, C]         residual biases
+        bs         [S]            the sum of all skip biases
+        w1, b1     [S, S], [S]    head
+        w2, b2     [S, Q], [Q]
+        dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
+
+    Nothing refers back to torch: build a new FastGenerator after changing the model's weights.
+    """
+
+    def __init__(self, model: MoveNet):
+        self.config = c = model.config
+        C, G, S = c.residual_channels, c.gate_channels, c.skip_channels
+        f64 = {name: p.detach().to(torch.float64).cpu().numpy() for name, p in model.state_dict().items()}
+        k_in = c.input_kernel
+        w_in = f64["input_conv.linear.weight"]  # [C, k_in * C]
+        embed = f64["embed.weight"]  # [Q, C]
+        in_tables = np.stack([embed @ w_in[:, j * C: (j + 1) * C].T for j in range(k_in)])
+        blocks = [f"blocks.{i}." for i in range(c.n_layers)]
+        wd = np.stack([f64[p + "dilated.linear.weight"].T for p in blocks])
+        bd = np.stack([f64[p + "dilated.linear.bias"] for p in blocks])
+        wrs = np.stack([np.concatenate([f64[p + "residual.weight"], f64[p + "skip.weight"]]).T for p in blocks])
+        br = np.stack([f64[p + "residual.bias"] for p in blocks])
+        bs = sum(f64[p + "skip.bias"] for p in blocks)
+        histories = [(c.kernel_size - 1) * d for d in c.dilations]
+        self.n_history = int(sum(histories))
+        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd), f32(bd), f32(wrs), f32(br),
+                       f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
+                       f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
+                       np.cumsum([0] + histories[:-1]).astype(np.int64))
+        self.hop = c.hop
+        self.cond_channels = c.n_layers * G
+
+    @property
+    def n_weight_bytes(self) -> int:
+        """Bytes of weights read per sample of one stream (everything but the embedding tables' unread rows)."""
+        return sum(p.nbytes for p in self.params[2:11])
+
+    def _check_cond(self, cond: np.ndarray, B: int, n_rows: int, name: str) -> None:
+        if cond.shape[0] != B or cond.shape[2] != self.cond_channels or cond.shape[1] < n_rows:
+            raise ValueError(f"{name} must be [B={B}, >= {n_rows} frames, {self.cond_channels}], got {cond.shape}")
+
+    def init_state(self, cond0) -> FastState:
+        """The state after MoveNet's pre-roll (silence for ever under the first frame's conditioning).
+
+        cond0: float32 [B, n_layers * G], the conditioning row of frame 0 (numpy or a CPU tensor).
+        """
+        cond0 = _rows(cond0, "cond0", 2)
+        self._check_cond(cond0[:, None], cond0.shape[0], 1, "cond0[:, None]")
+        B = cond0.shape[0]
+        c = self.config
+        buffers = np.empty((B, self.n_history, c.residual_channels), np.float32)
+        _init_buffers(self.params, cond0, buffers)
+        return FastState(t=0, prev_codes=np.full(B, SILENCE, np.int64),
+                         input_codes=np.full((B, c.input_kernel - 1), SILENCE, np.int64), buffers=buffers)
+
+    def _n_rows(self, t0: int, n: int) -> int:
+        """Conditioning rows that targets t0 .. t0 + n - 1 span."""
+        return (t0 + n - 1) // self.hop - t0 // self.hop + 1 if n else 0
+
+    def generate(self, cond_rows, state: FastState, temperature: float, u, threads: int = 1) -> np.ndarray:
+        """Sample the next n = u.shape[1] codes of every stream, advancing `state` (in place; also returned as is).
+
+        cond_rows: float32 [B, n_rows, n_layers * G]: row i is the conditioning of frame state.t // hop + i, and
+            the rows must cover the targets (n_rows >= n / hop when state.t is at a frame boundary);
+        temperature: >= 0 (0: argmax); u: float64 [B, n], uniforms in [0, 1) (see the module docstring);
+        threads: streams are split into this many groups, one per thread (numba threads).
+        Returns codes uint8 [B, n]. Calling it frame by frame or once gives the same codes.
+        """
+        cond_rows = _rows(cond_rows, "cond_rows", 3)
+        u = np.ascontiguousarray(u, dtype=np.float64)
+        B = state.batch_size
+        if u.ndim != 2 or u.shape[0] != B:
+            raise ValueError(f"u must be [B={B}, n_samples], got {u.shape}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        n = u.shape[1]
+        self._check_cond(cond_rows, B, self._n_rows(state.t, n), "cond_rows")
+        out = np.empty((B, n), np.uint8)
+        if n == 0:
+            return out
+        args = (self.params, cond_rows, state.t, self.hop, float(temperature), u, state.prev_codes, state.input_codes,
+                state.buffers, out)
+        threads = max(1, min(int(threads), B))
+        if threads == 1:
+            _generate(*args)
+        else:
+            bounds = np.linspace(0, B, threads + 1).round().astype(np.int64)
+            previous = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                _generate_parallel(*args, bounds)
+            finally:
+                numba.set_num_threads(previous)
+        state.t += n
+        return out
+
+    def teacher_forced_logits(self, codes, cond_rows, state: FastState) -> np.ndarray:
+        """Logits for targets state.t .. state.t + T - 1 with the true codes as inputs (for tests).
+
+        codes: int [B, T], the targets (target t's input is the code before it: state.prev_codes, then codes);
+        cond_rows as in `generate`. Returns float32 [B, T, Q]; advances `state` past the codes.
+        """
+        codes = np.ascontiguousarray(np.asarray(codes), dtype=np.int64)
+        cond_rows = _rows(cond_rows, "cond_rows", 3)
+        B, T = codes.shape
+        if B != state.batch_size:
+            raise ValueError(f"codes are for {B} streams, the state for {state.batch_size}")
+        if codes.size and (codes.min() < 0 or codes.max() >= self.config.n_classes):
+            raise ValueError(f"codes must lie in 0 .. {self.config.n_classes - 1}")
+        self._check_cond(cond_rows, B, self._n_rows(state.t, T), "cond_rows")
+        out = np.empty((B, T, self.config.n_classes), np.float32)
+        if T:
+            _teacher_forced(self.params, cond_rows, state.t, self.hop, codes, state.prev_codes, state.input_codes,
+                            state.buffers, out)
+        state.t += T
+        return out

@@ -440,3 +440,48 @@ class FastGenerator:
                             state.buffers, out)
         state.t += T
         return out
+
+
+# -- long videos with bounded memory ----------------------------------------------------------------------------------
+
+
+def _movement(x, dtype):
+    return None if x is None else torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=dtype)
+
+
+@torch.no_grad()
+def condition_rows(model: MoveNet, start: int, stop: int, frames=None, keypoints=None, labels=None) -> np.ndarray:
+    """Conditioning rows of frames start .. stop - 1: float32 [B, stop - start, n_layers * G].
+
+    frames uint8 [B, T_v, H, W, C] / keypoints [B, T_v, J, 3] (numpy or tensors, whole video or memory-mapped) and
+    labels int [B] as for `MoveNet.condition`. Runs the movement encoders on frames start - frame_lookback .. stop - 1
+    only: row k depends on frames k - frame_lookback .. k (causal), so these rows equal those of the whole video
+    (to float32 rounding of the encoders' matrix products, which may group work differently by size).
+    """
+    lo = max(0, start - model.frame_lookback)
+    cond = model.condition(_movement(None if frames is None else frames[:, lo:stop], torch.uint8),
+                           _movement(None if keypoints is None else keypoints[:, lo:stop], torch.float32),
+                           _movement(labels, torch.int64))
+    return cond[:, start - lo:].numpy()
+
+
+def generate_iter(model: MoveNet, gen: FastGenerator, n_frames: int, seeds, temperature: float = 1.0, frames=None,
+                  keypoints=None, labels=None, chunk_frames: int = 250, threads: int = 1):
+    """Generate a whole video's soundtrack chunk by chunk, in memory that does not grow with its length.
+
+    Per chunk of `chunk_frames` frames (default 10 s at 25 fps): its conditioning rows (`condition_rows`), one
+    uniform per sample for each stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as
+    one draw), and `gen.generate`. Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter);
+    concatenated, they equal one `gen.generate` over the whole video with the same seeds.
+    """
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    state = None
+    for start in range(0, n_frames, chunk_frames):
+        stop = min(n_frames, start + chunk_frames)
+        cond = condition_rows(model, start, stop, frames, keypoints, labels)
+        if len(rngs) != cond.shape[0]:
+            raise ValueError(f"{len(rngs)} seeds for {cond.shape[0]} streams")
+        if state is None:
+            state = gen.init_state(cond[:, 0])
+        u = np.stack([rng.random((stop - start) * gen.hop) for rng in rngs])
+        yield gen.generate(cond, state, temperature, u, threads)

@@ -7,6 +7,11 @@ shapes because of per-call packing; numba's loop vectorizer cannot keep a regist
 runtime sizes. `_gemm_block` emits the register tile directly as LLVM vector code (16-lane float32 vectors, fused
 multiply-add), ~250 GFLOP/s for B >= 8 with operands in L1 on an AVX-512 core. LLVM lowers the 16-lane vectors to
 whatever the CPU has (two AVX2 registers, four SSE ones), so the code is portable; only the speed varies.
+
+Everything compiles with error_model="numpy": under numba's default (Python's), each division checks for zero and
+raises, and that branch keeps LLVM from vectorizing the loop. Compiled code is cached (cache=True) beside the
+sources; numba checks only the calling function's own file for changes, so after editing this file delete
+movenet/__pycache__/*.nb[ci] (the functions in fastgen.py that inline these would otherwise stay stale).
 """
 
 from __future__ import annotations

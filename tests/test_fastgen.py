@@ -1,0 +1,379 @@
+"""The compiled generator against the PyTorch reference (MoveNet.teacher_forced, init_state/step), its sampling
+policy, chunked and streaming use, and flat memory.
+
+Tolerances. The compiled loop computes in float32 like the reference, but sums in another order and uses a
+rational tanh (|error| <= 3e-7, sigmoid from it); its logits agree with PyTorch's to ~1e-6 here, and the tests
+allow rtol = atol = 1e-4. A sampled code can differ only where the uniform lands within that logit error of a
+CDF step, ~1e-6 of the total probability: `_assert_same_samples` requires identical codes up to the first sample
+whose uniform is within 1e-4 of a step (after a flip the streams diverge, as any two samplers would), and the
+seeds here meet none, so it checks every sample.
+"""
+
+import dataclasses
+import tracemalloc
+
+import numba
+import numpy as np
+import pytest
+import torch
+from numba.core.runtime import _nrt_python, rtsys
+from test_model import inputs, tiny_config
+
+from movenet.audio import SILENCE, mu_law_decode
+from movenet.fastgen import FastGenerator, _sample_row, condition_rows, generate_iter, sample_inverse_cdf
+from movenet.kernels import exp_nonpositive, gate, matmul_acc, sigmoid, tanh
+from movenet.model import ModelConfig, MoveNet
+from movenet.stream import Streamer
+
+RTOL = ATOL = 1e-4  # logits, fast vs PyTorch (observed: ~1e-6)
+MARGIN = 1e-5  # samples may differ only where u * total is this close (relative) to a CDF step
+
+
+def build(features="frames", n_labels=3, seed=0, **overrides) -> MoveNet:
+    torch.manual_seed(seed)
+    return MoveNet(tiny_config(features=features, n_labels=n_labels, **overrides)).eval()
+
+
+def movement_inputs(config, n_samples, batch, seed=0):
+    """test_model.inputs for any config (it draws labels, which needs n_labels > 0)."""
+    return inputs(dataclasses.replace(config, n_labels=max(config.n_labels, 1)), n_samples, batch=batch, seed=seed)
+
+
+def movement(model, n_samples, batch, seed=0):
+    """codes [B, n] int64, and the conditioning [B, n_frames, L*G] of random movement (torch)."""
+    c = model.config
+    codes, frames, keypoints, labels = movement_inputs(c, n_samples, batch, seed)
+    with torch.no_grad():
+        cond = model.condition(frames if c.uses_frames else None, keypoints if c.uses_keypoints else None,
+                               labels if c.n_labels else None)
+    return codes, cond
+
+
+def reference_samples(model, cond, temperature, u):
+    """The PyTorch loop: init_state / step + sample_inverse_cdf. -> codes [B, n], margins [B, n], final State.
+
+    margin: how far u * total lies from the nearest CDF step, relative to the total (for temperature 0, the gap
+    between the two largest logits).
+    """
+    B, n = u.shape
+    state = model.init_state(model.cond_at(cond, 0))
+    prev = torch.full((B,), SILENCE)
+    codes, margins = np.empty((B, n), np.int64), np.empty((B, n))
+    for t in range(n):
+        logits, state = model.step(prev, model.cond_at(cond, t), state)
+        logits = logits.numpy()
+        codes[:, t] = sample_inverse_cdf(logits, temperature, u[:, t])
+        if temperature == 0:
+            top = np.sort(logits, axis=-1)
+            margins[:, t] = top[:, -1] - top[:, -2]
+        else:
+            z = logits.astype(np.float64) / temperature
+            cdf = np.cumsum(np.exp(z - z.max(-1, keepdims=True)), -1)
+            margins[:, t] = np.abs(cdf - u[:, t, None] * cdf[:, -1:]).min(-1) / cdf[:, -1]
+        prev = torch.from_numpy(codes[:, t])
+    return codes, margins, state
+
+
+def _assert_same_samples(gen, cond, temperature, u, fast, codes, margins):
+    """The fast sampler picks the reference's codes except where u lands within MARGIN of a CDF step.
+
+    Per sample, along the reference trajectory (so one flip cannot make later samples differ): the policy applied
+    to the fast logits of the reference codes gives the reference code in >= 99.9% of samples, and every difference
+    is near a step. Generation itself (`fast`) must equal the reference up to its first difference, which must be
+    such a sample; after it the streams diverge, as any two samplers would.
+    """
+    state = gen.init_state(cond[:, 0])
+    logits = gen.teacher_forced_logits(codes, cond, state)
+    resampled = np.stack([sample_inverse_cdf(logits[:, t], temperature, u[:, t]) for t in range(u.shape[1])], 1)
+    differ = resampled != codes
+    assert differ.mean() <= 1e-3 and (margins[differ] < MARGIN).all()
+    for b in range(codes.shape[0]):
+        first = np.flatnonzero(fast[b] != codes[b])
+        if first.size:
+            assert margins[b, first[0]] < MARGIN, f"stream {b} differs at {first[0]}, not near a CDF step"
+
+
+def _assert_state_equal(fast_state, ref_state, gen):
+    for off, buffer in zip(gen.params[12], ref_state.buffers):
+        np.testing.assert_allclose(fast_state.buffers[:, off: off + buffer.shape[1]], buffer.numpy(), rtol=RTOL,
+                                   atol=ATOL)
+    assert fast_state.t == ref_state.t
+
+
+# -- numerics ---------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(error_model="numpy", fastmath={"contract"})
+def _apply(f, x, out):
+    for i in range(x.size):
+        out[i] = f(x[i])
+
+
+def test_tanh_and_sigmoid_approximations():
+    """Max abs error on a 4M-point grid of [-20, 20]: 2.8e-7 (tanh), 1.7e-7 (sigmoid); float32 rounding is 6e-8."""
+    x = np.linspace(-20, 20, 4_000_001, dtype=np.float32)
+    x64, out = x.astype(np.float64), np.empty_like(x)
+    _apply(tanh, x, out)
+    assert np.abs(out - np.tanh(x64)).max() < 3e-7
+    _apply(sigmoid, x, out)
+    assert np.abs(out - 1 / (1 + np.exp(-x64))).max() < 2e-7
+    h = np.stack([x[::100], -x[::100]]).reshape(1, -1)  # the gate uses the same functions
+    z = np.empty((1, h.shape[1] // 2), np.float32)
+    gate(h, z)
+    np.testing.assert_allclose(z[0], np.tanh(x64[::100]) / (1 + np.exp(x64[::100])), rtol=0, atol=4e-7)
+
+
+def test_exp_is_within_two_ulp_of_numpy():
+    x = -np.concatenate([np.linspace(0, 760, 200_001), [1e-300, 708.5, 745.1, 1e6, np.inf]])
+    out = np.empty_like(x)
+    exp_nonpositive(x, out, np.empty((2, x.size), np.int64))
+    ref = np.exp(x)
+    assert (np.abs(out - ref) <= 2 * np.spacing(ref)).all()
+    assert out[-1] == out[-2] == 0 and out[0] == 1
+
+
+@pytest.mark.parametrize("B", [1, 2, 3, 5, 8, 13, 32])
+def test_matmul_acc_matches_numpy(B):
+    rng = np.random.default_rng(B)
+    for K, O in [(1, 8), (16, 16), (64, 128), (128, 128), (64, 256), (24, 136)]:
+        x, w = rng.standard_normal((B, K), dtype=np.float32), rng.standard_normal((K, O), dtype=np.float32)
+        y = rng.standard_normal((B, O), dtype=np.float32)
+        expected = y + x.astype(np.float64) @ w
+        matmul_acc(y, x, w)
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
+    # strided views: rows of a wider array
+    wide, w = rng.standard_normal((B, 192), dtype=np.float32), rng.standard_normal((64, 192), dtype=np.float32)
+    x = rng.standard_normal((B, 64), dtype=np.float32)
+    expected = wide[:, 64:] + x.astype(np.float64) @ w[:, 64:]
+    matmul_acc(wide[:, 64:], x, w[:, 64:])
+    np.testing.assert_allclose(wide[:, 64:], expected, rtol=1e-5, atol=1e-4)
+
+
+# -- the sampling policy ----------------------------------------------------------------------------------------------
+
+
+def test_sampling_policy():
+    logits = np.array([[0.0, 1.0, 1.0, -np.inf], [2.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    assert sample_inverse_cdf(logits, 0, np.zeros(2)).tolist() == [1, 0]  # argmax, first maximum
+    assert sample_inverse_cdf(logits, 1.0, np.zeros(2)).tolist() == [0, 0]  # u = 0: the first class with mass
+    assert sample_inverse_cdf(logits, 1.0, np.full(2, 1 - 1e-17)).tolist() == [2, 3]  # never a class without mass
+    p = np.exp(logits[1].astype(np.float64) / 0.5)
+    p /= p.sum()
+    u = np.random.default_rng(0).random(200_000)
+    counts = np.bincount(sample_inverse_cdf(np.repeat(logits[1:], u.size, 0), 0.5, u), minlength=4) / u.size
+    np.testing.assert_allclose(counts, p, atol=3e-3)
+    with pytest.raises(ValueError, match="temperature"):
+        sample_inverse_cdf(logits, -1.0, np.zeros(2))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.3, 1.0, 2.5])
+def test_compiled_sampler_equals_the_numpy_policy(temperature):
+    rng = np.random.default_rng(1)
+    logits = (rng.standard_normal((2000, 256)) * 3).astype(np.float32)
+    u = rng.random(2000)
+    expected = sample_inverse_cdf(logits, temperature, u)
+    cdf, bits = np.empty(256), np.empty((2, 256), np.int64)
+    got = np.array([_sample_row(logits[i], temperature, u[i], cdf, bits) for i in range(len(u))])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_uniforms_drawn_in_pieces_are_one_draw():
+    """The policy draws u = default_rng(seed).random(n): pieces of it (frame by frame) are the same numbers."""
+    rng = np.random.default_rng(7)
+    pieces = np.concatenate([rng.random(n) for n in (640, 1, 639, 1280)])
+    np.testing.assert_array_equal(pieces, np.random.default_rng(7).random(2560))
+
+
+# -- equality with the PyTorch reference ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("features", ["frames", "keypoints", "both"])
+@pytest.mark.parametrize("n_labels", [0, 3])
+def test_teacher_forced_logits_equal_the_sequence_pass(features, n_labels):
+    model = build(features, n_labels)
+    T = 2 * model.receptive_field + 37  # more than a receptive field, and not whole frames
+    codes, cond = movement(model, T, batch=3)
+    expected = model.teacher_forced(codes, cond).detach().numpy()
+    gen = FastGenerator(model)
+    state = gen.init_state(cond[:, 0])
+    _assert_state_equal(state, model.init_state(cond[:, 0]), gen)
+    got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), state)
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    assert state.t == T
+
+
+def test_teacher_forced_logits_default_config():
+    model = MoveNet(ModelConfig(n_labels=3)).eval()
+    T = model.receptive_field + 300
+    codes, frames, _, labels = inputs(model.config, T, batch=2)
+    with torch.no_grad():
+        cond = model.condition(frames, labels=labels)
+        expected = model.teacher_forced(codes, cond).numpy()
+    gen = FastGenerator(model)
+    got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), gen.init_state(cond[:, 0]))
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("features,n_labels,temperature", [("frames", 3, 1.0), ("keypoints", 0, 0.7),
+                                                           ("both", 3, 1.3), ("frames", 0, 0.0)])
+def test_samples_equal_the_pytorch_step_loop(features, n_labels, temperature):
+    model = build(features, n_labels)
+    n_frames = 3 * model.config.context_frames + 5
+    n = n_frames * model.config.hop
+    _, cond = movement(model, n, batch=3, seed=1)
+    u = np.stack([np.random.default_rng(seed).random(n) for seed in (10, 11, 12)])
+    codes, margins, ref_state = reference_samples(model, cond, temperature, u)
+    gen = FastGenerator(model)
+    state = gen.init_state(cond[:, 0])
+    fast = gen.generate(cond.numpy(), state, temperature, u)
+    assert fast.dtype == np.uint8 and fast.shape == (3, n)
+    _assert_same_samples(gen, cond.numpy(), temperature, u, fast, codes, margins)
+    if (fast == codes).all():  # as with these seeds
+        _assert_state_equal(state, ref_state, gen)
+        np.testing.assert_array_equal(state.prev_codes, codes[:, -1])
+
+
+def test_samples_equal_the_pytorch_step_loop_default_config():
+    torch.manual_seed(0)
+    model = MoveNet(ModelConfig()).eval()
+    n = 400
+    _, frames, _, _ = movement_inputs(model.config, n, batch=1)
+    with torch.no_grad():
+        cond = model.condition(frames)
+    u = np.random.default_rng(5).random((1, n))
+    codes, margins, _ = reference_samples(model, cond, 1.0, u)
+    gen = FastGenerator(model)
+    fast = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 1.0, u)
+    _assert_same_samples(gen, cond.numpy(), 1.0, u, fast, codes, margins)
+
+
+def test_temperature_zero_is_argmax():
+    model = build()
+    n = 6 * model.config.hop
+    _, cond = movement(model, n, batch=2)
+    gen = FastGenerator(model)
+    codes = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 0.0, np.random.default_rng(0).random((2, n)))
+    logits = gen.teacher_forced_logits(codes, cond.numpy(), gen.init_state(cond[:, 0]))
+    np.testing.assert_array_equal(codes, logits.argmax(-1))
+
+
+# -- chunks, streams, memory ------------------------------------------------------------------------------------------
+
+
+def test_frame_by_frame_equals_one_shot():
+    model = build(features="both")
+    hop = model.config.hop
+    n_frames = 12
+    _, cond = movement(model, n_frames * hop, batch=3)
+    cond = cond.numpy()
+    u = np.random.default_rng(3).random((3, n_frames * hop))
+    gen = FastGenerator(model)
+    one = gen.init_state(cond[:, 0])
+    whole = gen.generate(cond, one, 1.0, u)
+    by_frame = gen.init_state(cond[:, 0])
+    frames = np.concatenate([gen.generate(cond[:, k: k + 1], by_frame, 1.0, u[:, k * hop: (k + 1) * hop])
+                             for k in range(n_frames)], axis=1)
+    np.testing.assert_array_equal(frames, whole)
+    # and pieces that do not follow frames: row i of cond_rows is frame state.t // hop + i
+    ragged, pieces, t = gen.init_state(cond[:, 0]), [], 0
+    for n in (1, 5, hop, 3 * hop + 7, n_frames * hop):
+        n = min(n, n_frames * hop - t)
+        pieces.append(gen.generate(cond[:, t // hop:], ragged, 1.0, u[:, t: t + n]))
+        t += n
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
+    for a, b in [(one.buffers, by_frame.buffers), (one.buffers, ragged.buffers), (one.prev_codes, ragged.prev_codes),
+                 (one.input_codes, ragged.input_codes)]:
+        np.testing.assert_array_equal(a, b)
+    assert one.t == by_frame.t == ragged.t == n_frames * hop
+
+
+def test_threads_give_the_same_codes():
+    model = build()
+    n = 4 * model.config.hop
+    _, cond = movement(model, n, batch=5)
+    u = np.random.default_rng(4).random((5, n))
+    gen = FastGenerator(model)
+    one = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 1.0, u, threads=1)
+    two = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 1.0, u, threads=2)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_generate_checks_its_inputs():
+    model = build()
+    gen = FastGenerator(model)
+    _, cond = movement(model, 32, batch=2)
+    state = gen.init_state(cond[:, 0])
+    with pytest.raises(ValueError, match="cond_rows"):
+        gen.generate(cond.numpy()[:, :1], state, 1.0, np.zeros((2, 17)))  # 17 samples need 2 frames
+    with pytest.raises(ValueError, match="u must be"):
+        gen.generate(cond.numpy(), state, 1.0, np.zeros((3, 16)))
+    with pytest.raises(ValueError, match="temperature"):
+        gen.generate(cond.numpy(), state, -1.0, np.zeros((2, 16)))
+
+
+@pytest.mark.parametrize("features,labels", [("frames", 2), ("keypoints", None)])
+def test_streamer_plays_what_generate_makes_from_the_whole_video(features, labels):
+    model = build(features, n_labels=3 if labels is not None else 0)
+    c = model.config
+    n_frames = 10
+    _, frames, keypoints, _ = movement_inputs(c, n_frames * c.hop, batch=1, seed=2)
+    with torch.no_grad():
+        cond = model.condition(frames if c.uses_frames else None, keypoints if c.uses_keypoints else None,
+                               torch.tensor([labels]) if labels is not None else None)
+    gen = FastGenerator(model)
+    codes = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 0.9,
+                         np.random.default_rng(42).random((1, n_frames * c.hop)))
+    streamer = Streamer(model, labels=labels, temperature=0.9, seed=42, generator=gen)
+    movement_ = frames[0].numpy() if c.uses_frames else keypoints[0].numpy()
+    played = [streamer.push(movement_[k]) for k in range(n_frames)]
+    assert all(a.dtype == np.float32 and a.shape == (c.hop,) for a in played)
+    np.testing.assert_array_equal(np.concatenate(played), mu_law_decode(codes[0]))
+    assert streamer.frame_period == c.hop / 16000
+    assert streamer.frame_period < streamer.latency < streamer.frame_period + 1.0
+
+
+def test_chunked_conditioning_and_generation_equal_the_whole_video():
+    model = build(features="both")
+    c = model.config
+    n_frames = 23
+    _, frames, keypoints, labels = inputs(c, n_frames * c.hop, batch=2, seed=3)
+    with torch.no_grad():
+        cond = model.condition(frames, keypoints, labels).numpy()
+    chunks = [condition_rows(model, s, min(s + 5, n_frames), frames, keypoints, labels) for s in range(0, n_frames, 5)]
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), cond, rtol=1e-6, atol=1e-6)
+    gen = FastGenerator(model)
+    u = np.stack([np.random.default_rng(s).random(n_frames * c.hop) for s in (8, 9)])
+    whole = gen.generate(cond, gen.init_state(cond[:, 0]), 1.0, u)
+    pieces = list(generate_iter(model, gen, n_frames, seeds=(8, 9), frames=frames.numpy(),
+                                keypoints=keypoints.numpy(), labels=labels, chunk_frames=5))
+    assert [p.shape[1] for p in pieces] == [5 * c.hop] * 4 + [3 * c.hop]
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
+
+
+def test_memory_does_not_grow_with_length():
+    """Generating N frames allocates the output and a fixed set of work arrays, whatever N."""
+    model = build()
+    gen = FastGenerator(model)
+    hop = model.config.hop
+    _, cond = movement(model, 200 * hop, batch=2)
+    cond = cond.numpy()
+
+    def allocations(n_frames):
+        state = gen.init_state(cond[:, 0])
+        u = np.random.default_rng(0).random((2, n_frames * hop))
+        before = rtsys.get_allocation_stats().alloc
+        tracemalloc.start()
+        gen.generate(cond[:, :n_frames], state, 1.0, u)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return rtsys.get_allocation_stats().alloc - before, peak
+
+    _nrt_python.memsys_enable_stats()
+    try:
+        allocations(1)  # compile
+        (short_count, short_peak), (long_count, long_peak) = allocations(2), allocations(200)
+    finally:
+        _nrt_python.memsys_disable_stats()
+    assert short_count == long_count, "the compiled loop allocates per sample"
+    output_growth = 2 * 198 * hop  # uint8 codes
+    assert long_peak - short_peak <= output_growth + 4096

@@ -2,48 +2,28 @@
 WAV and/or MP4.
 
     movement (frames / keypoints, video rate) --model.condition--> cond rows, a chunk of frames at a time
-      --engine (compiled `fastgen`, or the PyTorch `step` reference)--> mu-law codes --mu_law_decode--> waveform
+      --engine (compiled `fastgen.FastGenerator`, or the PyTorch `step` reference)--> mu-law codes
+      --mu_law_decode--> waveform
 
-The sampling policy lives here, outside the network: per stream a seeded stream of uniforms u, and the code is
-the inverse CDF of softmax(logits / temperature) at u (temperature 0: the most likely code). Both engines use it,
-so the same seed gives the same audio.
+The sampling policy lives outside the network (`fastgen.sample_inverse_cdf`): per stream the uniforms of
+np.random.default_rng(seed), and the code is the inverse CDF of softmax(logits / temperature) at u (temperature
+0: the most likely code). Both engines follow it, so the same seed gives the same audio whichever runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 import torch
 
 from movenet import audio, video
 from movenet.audio import SILENCE
 from movenet.checkpoint import Loaded
-from movenet.model import MoveNet
+from movenet.fastgen import FastGenerator, generate_iter, sample_inverse_cdf
+from movenet.model import MoveNet, State
 
-CHUNK_FRAMES = 250  # conditioning computed for 10 s of video at a time: memory stays flat in the video's length
-
-
-def sample_inverse_cdf(logits: np.ndarray, temperature: float, u: np.ndarray) -> np.ndarray:
-    """The sampling policy: logits [B, Q], u [B] uniforms in [0, 1) -> codes [B] int64.
-
-    code = the first c with cumsum(softmax(logits / T))[c] > u * sum, in float64; temperature 0 = argmax.
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    if temperature <= 0:
-        return logits.argmax(axis=1)
-    z = logits / temperature
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    cdf = np.cumsum(p, axis=1)
-    codes = (cdf > (np.asarray(u, np.float64) * cdf[:, -1])[:, None]).argmax(axis=1)
-    return codes
-
-
-def uniforms(seed: int, n_streams: int = 1) -> list[np.random.Generator]:
-    """One independent generator of uniforms per stream: stream i of seed s uses default_rng([s, i])."""
-    return [np.random.default_rng([int(seed), i]) for i in range(n_streams)]
+CHUNK_FRAMES = 25  # one second of video at a time: flat memory, and a progress bar that moves
 
 
 @dataclass
@@ -85,88 +65,79 @@ def read_movement(path: str | Path, loaded: Loaded, progress: bool = False) -> M
     return Movement(frames, keypoints)
 
 
-def condition_chunks(model: MoveNet, movement: Movement, label: int | None,
-                     chunk_frames: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
-    """Per-frame conditioning rows, float32 [1, n, n_layers * G], `chunk_frames` at a time.
-
-    Each chunk is computed with `frame_lookback` frames before it, so the rows equal those of the whole video.
-    """
-    lookback = model.frame_lookback
-    labels = None if label is None else torch.tensor([label])
-    for start in range(0, movement.n_frames, chunk_frames):
-        stop = min(start + chunk_frames, movement.n_frames)
-        lo = max(0, start - lookback)
-        part = movement.window(lo, stop)
-        with torch.no_grad():
-            cond = model.condition(
-                None if part.frames is None else torch.from_numpy(np.ascontiguousarray(part.frames))[None],
-                None if part.keypoints is None else torch.from_numpy(np.ascontiguousarray(part.keypoints))[None],
-                labels)
-        yield cond[:, start - lo:].float().numpy()
+@dataclass
+class TorchState:
+    model_state: State
+    prev_codes: torch.Tensor  # [B] int64: the last code of each stream
 
 
-class TorchEngine:
-    """The reference: `MoveNet.step`, one sample at a time (about 1,000 samples/s on one core)."""
+class TorchGenerator:
+    """The reference engine, with FastGenerator's interface: `MoveNet.step` one sample at a time (~1,500 samples/s
+    on one core, against ~44,000 for the compiled engine)."""
 
     name = "torch"
 
     def __init__(self, model: MoveNet):
-        self.model = model
-        self.state = None
-        self.prev = None
+        self.model, self.hop = model, model.config.hop
 
-    def run(self, cond: np.ndarray, temperature: float, u: np.ndarray) -> np.ndarray:
-        """cond [B, n_frames, L*G], u [B, n_frames * hop] -> codes uint8 [B, n_frames * hop]; keeps its state."""
-        hop = self.model.config.hop
-        B, n_frames, _ = cond.shape
-        cond_t = torch.from_numpy(cond)
-        if self.state is None:
-            self.state = self.model.init_state(cond_t[:, 0])
-            self.prev = torch.full((B,), SILENCE, dtype=torch.int64)
-        out = np.empty((B, n_frames * hop), np.uint8)
-        for t in range(n_frames * hop):
-            logits, self.state = self.model.step(self.prev, cond_t[:, t // hop], self.state)
-            codes = sample_inverse_cdf(logits.numpy(), temperature, u[:, t])
-            out[:, t] = codes
-            self.prev = torch.from_numpy(codes)
+    def init_state(self, cond0: np.ndarray) -> TorchState:
+        cond0 = torch.from_numpy(np.ascontiguousarray(cond0, dtype=np.float32))
+        return TorchState(self.model.init_state(cond0), torch.full((cond0.shape[0],), SILENCE, dtype=torch.int64))
+
+    def generate(self, cond_rows: np.ndarray, state: TorchState, temperature: float, u: np.ndarray,
+                 threads: int = 1) -> np.ndarray:
+        """cond_rows [B, n_rows, L*G] (row 0 = the frame of the next sample), u [B, n] -> codes uint8 [B, n]."""
+        rows = torch.from_numpy(np.ascontiguousarray(cond_rows, dtype=np.float32))
+        first = state.model_state.t // self.hop
+        out = np.empty(u.shape, np.uint8)
+        for i in range(u.shape[1]):
+            t = state.model_state.t
+            logits, state.model_state = self.model.step(state.prev_codes, rows[:, t // self.hop - first],
+                                                        state.model_state)
+            codes = sample_inverse_cdf(logits.numpy(), temperature, u[:, i])
+            out[:, i] = codes
+            state.prev_codes = torch.from_numpy(codes)
         return out
 
 
 def make_engine(model: MoveNet, engine: str = "auto"):
-    """"fast" (compiled), "torch" (reference) or "auto" (fast when numba is importable)."""
-    if engine in ("fast", "auto"):
-        try:
-            from movenet.fastgen import FastEngine
-        except ImportError:
-            if engine == "fast":
-                raise
-        else:
-            return FastEngine(model)
-    return TorchEngine(model)
+    """"fast" or "auto": the compiled FastGenerator; "torch": the reference step loop."""
+    if engine not in ("auto", "fast", "torch"):
+        raise ValueError(f"engine must be auto, fast or torch, got {engine!r}")
+    if engine == "torch":
+        return TorchGenerator(model)
+    generator = FastGenerator(model)
+    generator.name = "fast"
+    return generator
 
 
 def soundtrack(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
                seed: int = 0, engine: str = "auto", progress: bool = True) -> np.ndarray:
-    """Generate audio for the whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's rate."""
+    """Generate audio for the whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's rate.
+
+    Memory stays flat in the video's length beyond the movement and the output: conditioning, uniforms and codes
+    are made a chunk at a time (`fastgen.generate_iter`).
+    """
     from tqdm import tqdm
 
     model = loaded.model
     hop = model.config.hop
-    runner = make_engine(model, engine)
-    rng = uniforms(seed)[0]
-    codes = np.empty(movement.n_frames * hop, np.uint8)
-    bar = tqdm(total=len(codes), unit="sample", unit_scale=True, desc=f"generate ({runner.name})",
+    generator = make_engine(model, engine)
+    wav = np.empty(movement.n_frames * hop, np.float32)
+    bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({generator.name})",
                disable=not progress, dynamic_ncols=True)
+    chunks = generate_iter(model, generator, movement.n_frames, [seed], temperature,
+                           frames=None if movement.frames is None else movement.frames[None],
+                           keypoints=None if movement.keypoints is None else movement.keypoints[None],
+                           labels=None if label is None else np.array([label]), chunk_frames=CHUNK_FRAMES)
     done = 0
-    for cond in condition_chunks(model, movement, label):
-        for k in range(0, cond.shape[1], 25):  # one second at a time: a lively progress bar
-            rows = np.ascontiguousarray(cond[:, k: k + 25])
-            n = rows.shape[1] * hop
-            codes[done: done + n] = runner.run(rows, temperature, rng.random((1, n)))[0]
-            done += n
-            bar.update(n)
+    with torch.no_grad():
+        for codes in chunks:
+            wav[done: done + codes.shape[1]] = audio.mu_law_decode(codes[0])
+            done += codes.shape[1]
+            bar.update(codes.shape[1])
     bar.close()
-    return audio.mu_law_decode(codes)
+    return wav
 
 
 def generate_file(loaded: Loaded, video_path: str | Path, outputs: list[Path], temperature: float = 1.0,

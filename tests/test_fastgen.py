@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from numba.core.runtime import _nrt_python, rtsys
-from test_model import inputs, tiny_config
+from tests.test_model import inputs, tiny_config
 
 from movenet.audio import SILENCE, mu_law_decode
 from movenet.fastgen import FastGenerator, _sample_row, condition_rows, generate_iter, sample_inverse_cdf

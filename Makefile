@@ -21,8 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Speed benchmarks, each printing JSON (a few minutes in all; the 10-minute-video memory run takes most).
 bench: $(STAMP)
 	$(PY) benchmarks/bench_prepare.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_generate.py
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

@@ -166,6 +166,17 @@ def cmd_evaluate(args) -> None:
         print(f"plots in {args.plots}/ (summary: {report.get('summary_plot')})")
 
 
+def cmd_bench(args) -> None:
+    import json
+
+    from movenet import checkpoint
+    from movenet.fastgen import benchmark
+
+    config = checkpoint.load(args.checkpoint).model.config if args.checkpoint else None
+    print(json.dumps(benchmark(config, seconds=args.seconds, batch_sizes=tuple(args.batch), threads=args.threads,
+                               long_seconds=args.long_seconds), indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
@@ -247,6 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("auto", "fast", "torch"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="generation speed (samples/s, real-time factor) and memory, as JSON",
+                       formatter_class=fmt,
+                       description="The compiled generator for one stream and for batches, beside the PyTorch step "
+                                   "loop, and the peak memory of a long video. Default model config unless a "
+                                   "checkpoint is given.")
+    p.add_argument("--checkpoint", type=Path, help="measure this model's config instead of the default")
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per batch size")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (streams at once)")
+    p.add_argument("--threads", type=int, default=1, help="pinned CPU threads")
+    p.add_argument("--long-seconds", type=float, default=600.0, help="audio for the memory run; 0 skips it")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the main job: soundtracks for held-out synthetic dancers from the shipped model",
                        formatter_class=fmt)

@@ -6,8 +6,8 @@ repository, and show how well it follows them.
 `movenet demo --train` first trains a model from scratch within a time budget, the way the shipped one was made:
 
     movenet synth data/dancers --clips 96 --seconds 10 --seed 0
-    movenet prepare data/dancers data/prepared
-    movenet train data/prepared --out runs/demo --config movenet/assets/demo_config.json
+    movenet prepare data/dancers data/prepared --features keypoints
+    movenet train data/prepared --out runs/demo --config movenet/assets/demo_config.json --max-minutes 35
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float 
     print(f"training: synthesizing {clips} dancer clips of {seconds:g} s into {data_dir}")
     synth.write_dataset(data_dir, n_clips=clips, seconds=seconds, seed=0)
     print(f"training: preparing them into {prepared_dir}")
-    print("   " + prepare(data_dir, prepared_dir, DataConfig(), workers=2).summary())
+    features = settings["model"].get("features", "frames")  # keypoints of synthetic clips come from their sidecars
+    print("   " + prepare(data_dir, prepared_dir, DataConfig(features=features), workers=2).summary())
     train_settings = {**settings["train"], "max_minutes": minutes}
     # A OneCycle schedule must fit the budget: size it from the measured step rate of the shipped run.
     steps_per_minute = settings.get("measured_steps_per_minute_here", 60)

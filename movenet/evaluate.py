@@ -149,42 +149,45 @@ def _label(loaded: Loaded, name: str) -> int | None:
     return loaded.labels.index(name) if name in loaded.labels else 0
 
 
-def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature: float = 1.0, seed: int = 0,
-             plots_dir: str | Path | None = None, engine: str = "auto", progress: bool = True, log=print) -> dict:
-    """Everything in the module docstring, as a JSON-able dict."""
+def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], sample_rate: int,
+               progress: bool = False) -> dict | str:
+    """Teacher-forced bits per sample of each clip with audio: with its own movement ("right"), another clip's
+    ("wrong") and a blank one; means weighted by duration, and the gains wrong - right and blank - right."""
     from tqdm import tqdm
 
-    from movenet import plot
-
-    model = loaded.model
-    sr, fps, hop = loaded.data_config["sample_rate"], loaded.data_config["fps"], model.config.hop
-    clips, pool = load_clips(loaded, data_dir, log)
-    if not clips:
-        raise DataError(f"{data_dir}: no clip to evaluate")
-    report = {"checkpoint_step": loaded.step, "data_dir": str(data_dir), "n_clips": len(clips),
-              "temperature": temperature, "seed": seed}
-
-    # Likelihood, on every clip with audio.
     rows = []
     for clip in tqdm([c for c in clips if c.codes is not None], desc="likelihood", unit="clip",
                      disable=not progress):
         other = _other(clip, pool)
         n_frames = clip.movement.n_frames
-        row = {"clip": clip.name, "seconds": len(clip.codes) / sr}
+        row = {"clip": clip.name, "seconds": len(clip.codes) / sample_rate}
         row["right"] = teacher_forced_bits(model, clip.codes, _cond(model, clip.movement, clip.label))
         if other is not None:
             row["wrong"] = teacher_forced_bits(model, clip.codes, _cond(model, _fit(other.movement, n_frames), clip.label))
         row["blank"] = teacher_forced_bits(model, clip.codes, _cond(model, _blank(clip.movement), clip.label))
         rows.append(row)
-    if rows:
-        weights = np.array([r["seconds"] for r in rows])
-        mean = {k: float(np.average([r[k] for r in rows], weights=weights)) for k in ("right", "wrong", "blank")
-                if all(k in r for r in rows)}
-        report["likelihood_bits_per_sample"] = {
-            **mean, "conditioning_gain": mean.get("wrong", math.nan) - mean["right"],
+    if not rows:
+        return NO_GROUND_TRUTH
+    weights = np.array([r["seconds"] for r in rows])
+    mean = {k: float(np.average([r[k] for r in rows], weights=weights)) for k in ("right", "wrong", "blank")
+            if all(k in r for r in rows)}
+    return {**mean, "conditioning_gain": mean.get("wrong", math.nan) - mean["right"],
             "blank_gain": mean["blank"] - mean["right"], "per_clip": rows}
-    else:
-        report["likelihood_bits_per_sample"] = NO_GROUND_TRUTH
+
+
+def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature: float = 1.0, seed: int = 0,
+             plots_dir: str | Path | None = None, engine: str = "auto", progress: bool = True, log=print) -> dict:
+    """Everything in the module docstring, as a JSON-able dict."""
+    from movenet import plot
+
+    model = loaded.model
+    sr, fps = loaded.data_config["sample_rate"], loaded.data_config["fps"]
+    clips, pool = load_clips(loaded, data_dir, log)
+    if not clips:
+        raise DataError(f"{data_dir}: no clip to evaluate")
+    report = {"checkpoint_step": loaded.step, "data_dir": str(data_dir), "n_clips": len(clips),
+              "temperature": temperature, "seed": seed,
+              "likelihood_bits_per_sample": likelihood(model, clips, pool, sr, progress)}
 
     # Rhythm and ground truth on generated audio, with the reference rows.
     metric_rows = []

@@ -111,6 +111,11 @@ def test_end_to_end_synth_prepare_train_generate(tmp_path, real_videos_dir):
         assert result.returncode == 0, result.stderr[-2000:]
         streams = _streams(out)
         assert set(streams) == {"video", "audio"} and streams["audio"] > 3.0
+    # the demo pipeline with this model: one held-out dancer, its MP4, WAV and picture
+    result = run("demo", "--model", model, "--clips", 1, "--seconds", 2, "--out", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = sorted(p.suffix for p in (tmp_path / "demo").glob("*.*"))
+    assert outputs == [".mp4", ".png", ".wav"] and "pitch on the hand's note" in result.stdout
     # user mistakes: one line each, no traceback
     for args, expected in (((model, tmp_path / "missing.mp4", "-o", tmp_path / "x.mp4"), "missing.mp4"),
                            ((tmp_path / "nope.pt", clip, "-o", tmp_path / "x.mp4"), "nope.pt"),

@@ -329,6 +329,8 @@ class FastGenerator:
     Nothing refers back to torch: build a new FastGenerator after changing the model's weights.
     """
 
+    name = "fast"
+
     def __init__(self, model: MoveNet):
         self.config = c = model.config
         C, G, S = c.residual_channels, c.gate_channels, c.skip_channels

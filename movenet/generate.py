@@ -106,9 +106,7 @@ def make_engine(model: MoveNet, engine: str = "auto"):
         raise ValueError(f"engine must be auto, fast or torch, got {engine!r}")
     if engine == "torch":
         return TorchGenerator(model)
-    generator = FastGenerator(model)
-    generator.name = "fast"
-    return generator
+    return FastGenerator(model)
 
 
 def soundtrack(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,

@@ -2,7 +2,7 @@
 
     import movenet
     loaded = movenet.load_model("runs/demo/model.pt")
-    wav = movenet.generate(loaded, "dance.mp4", outputs=["dance_with_music.mp4"])
+    wav = movenet.soundtrack(loaded, "dance.mp4", outputs=["dance_with_music.mp4"])
 """
 
 __version__ = "0.1.0"
@@ -15,7 +15,7 @@ def load_model(path, device="cpu"):
     return load(path, device)
 
 
-def generate(loaded, video_path, outputs=(), temperature: float = 1.0, seed: int = 0, style=None):
+def soundtrack(loaded, video_path, outputs=(), temperature: float = 1.0, seed: int = 0, style=None):
     """A soundtrack for a video: float32 waveform; also written to each of `outputs` (.wav or .mp4)."""
     from pathlib import Path
 

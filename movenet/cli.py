@@ -115,7 +115,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    from movenet import checkpoint, generate
+    from movenet import checkpoint
+    from movenet.generate import generate_file
 
     if args.temperature < 0:
         fatal("--temperature must be >= 0")
@@ -126,7 +127,7 @@ def cmd_generate(args) -> None:
         if out.exists() and not args.force:
             fatal(f"{out}: exists (use --force to overwrite)")
     loaded = checkpoint.load(args.checkpoint)
-    generate.generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
+    generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
                            progress=not args.quiet)
     for out in outputs:
         print(f"wrote {out}")

@@ -160,7 +160,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     module = MoveNetModule(model_config.to_dict(), asdict(config), data_config, labels)
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
     # The checkpoint callback saves at validation; a time budget can end a run between two, so save the end state.
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)  # the full state: optimizer, schedule, loops
 
     if trainer.global_rank != 0:
         return run_dir / "model.pt"

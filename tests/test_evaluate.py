@@ -47,7 +47,7 @@ def test_teacher_forced_bits_is_the_models_cross_entropy_in_bits(trained):
 
 def test_evaluate_a_prepared_set_and_a_folder_of_real_videos(trained, tmp_path, real_videos_dir):
     loaded, root = trained
-    report = evaluate(loaded, root / "prepared", n_clips=1, engine="torch", plots_dir=tmp_path / "plots",
+    report = evaluate(loaded, root / "prepared", n_clips=1, engine="fast", plots_dir=tmp_path / "plots",
                       progress=False)
     likelihood = report["likelihood_bits_per_sample"]
     assert {"right", "wrong", "blank", "conditioning_gain"} <= set(likelihood)
@@ -64,7 +64,7 @@ def test_evaluate_a_prepared_set_and_a_folder_of_real_videos(trained, tmp_path, 
     shutil.copy(real_videos_dir / "tree.avi", videos)
     (videos / "broken.mp4").write_bytes(b"not a video")
     lines = []
-    report = evaluate(loaded, videos, n_clips=2, engine="torch", progress=False, log=lines.append)
+    report = evaluate(loaded, videos, n_clips=2, engine="fast", progress=False, log=lines.append)
     assert report["likelihood_bits_per_sample"] == NO_GROUND_TRUTH
     assert report["n_clips"] == 1 and len(lines) == 1 and "broken.mp4" in lines[0]
     clip = report["generated"]["per_clip"][0]

@@ -134,8 +134,6 @@ def cmd_generate(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    import json
-
     from movenet import checkpoint
     from movenet.data import write_json_atomic
     from movenet.evaluate import evaluate

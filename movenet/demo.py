@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from movenet import audio, checkpoint, metrics, plot, pose, synth, video
+from movenet import checkpoint, metrics, plot, pose, synth, video
 from movenet.generate import generate_file
 
 ASSETS = Path(__file__).parent / "assets"

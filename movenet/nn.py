@@ -103,11 +103,9 @@ class _GatedResidualLayer(torch.autograd.Function):
         n = T - history
         taps = torch.cat([x[:, j * dilation: j * dilation + n] for j in range(kernel_size)], dim=-1)
         h = torch.addmm(b_d_, taps.view(B * n, -1), w_d_.t())  # [B*n, G]
-        spans = _frame_spans(n, start + history, hop)
         G = h.shape[1]
-        h3 = h.view(B, n, G)
-        for row, n_rows, frame, n_frames in spans:
-            h3[:, row: row + n_rows].view(B, n_frames, -1, G).add_(cond[:, frame: frame + n_frames, None])
+        add_per_frame_(h.view(B, n, G), cond, start + history, hop)
+        spans = _frame_spans(n, start + history, hop)  # for the backward's per-frame sums
         a, s = torch.tanh(h[:, : G // 2]), torch.sigmoid(h[:, G // 2:])
         z = a * s  # [B*n, G/2]
         x_out = torch.addmm(b_r_, z, w_r_.t()).view(B, n, C)
@@ -151,7 +149,7 @@ class _GatedResidualLayer(torch.autograd.Function):
 
 
 def add_per_frame_(h: torch.Tensor, cond: torch.Tensor, start: int, hop: int) -> torch.Tensor:
-    """h[:, i] += cond[:, (start + i) // hop] for every i, in place (no autograd: for tests and inference).
+    """h[:, i] += cond[:, (start + i) // hop] for every i, in place (no autograd: _GatedResidualLayer owns that).
 
     This is the up-sampler from frame rate to audio rate: each frame's value is held for its `hop` samples.
     h: [B, T, G] at audio rate, whose row 0 is audio position `start`; cond: [B, T_v, G] at frame rate.

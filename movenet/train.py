@@ -121,7 +121,6 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
                                         "data": data_config, "labels": labels, "data_dir": str(data_dir)})
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    hop = model_config.hop
     fps = manifest["data"]["fps"]
     crop_frames = max(1, round(config.crop_seconds * fps))
     train_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed,

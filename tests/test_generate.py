@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from movenet import generate
 from movenet.checkpoint import Loaded
 from movenet.fastgen import sample_inverse_cdf
 from movenet.generate import Movement, soundtrack

@@ -241,17 +241,23 @@ def _mono(wav) -> np.ndarray:
     return y
 
 
+def _gated_envelope(wav, sr: int):
+    """(onset envelope on the analysis grid, its hop in samples), or (None, hop) for empty or silent audio."""
+    y = _mono(wav)
+    hop, _ = _analysis_grid(sr)
+    if y.size == 0:
+        return None, hop
+    env = _onset_envelope(y, sr)
+    return (env if env.any() else None), hop
+
+
 def audio_onsets(wav, sr: int) -> np.ndarray:
     """Onset times (s), float64 [N]: librosa.onset.onset_detect with default peak picking
     on a 10 ms / 32 ms spectral-flux envelope; silent frames (< SILENCE_DB) hold none."""
     import librosa
 
-    y = _mono(wav)
-    if y.size == 0:
-        return np.zeros(0)
-    hop, _ = _analysis_grid(sr)
-    env = _onset_envelope(y, sr)
-    if not env.any():
+    env, hop = _gated_envelope(wav, sr)
+    if env is None:
         return np.zeros(0)
     return np.asarray(librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop,
                                                  units="time"), dtype=np.float64)
@@ -262,12 +268,8 @@ def audio_beats(wav, sr: int) -> np.ndarray:
     programming; one global tempo) on the same gated onset envelope; silence -> none."""
     import librosa
 
-    y = _mono(wav)
-    if y.size == 0:
-        return np.zeros(0)
-    hop, _ = _analysis_grid(sr)
-    env = _onset_envelope(y, sr)
-    if not env.any():
+    env, hop = _gated_envelope(wav, sr)
+    if env is None:
         return np.zeros(0)
     _, beats = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=hop, units="time")
     return np.asarray(beats, dtype=np.float64).reshape(-1)

@@ -5,7 +5,7 @@
 Measures the compiled generator (`movenet.fastgen`) for one stream and for batches of streams, the PyTorch
 `MoveNet.step` loop as a same-run reference, and the peak resident memory of generating and writing
 --long-seconds of audio chunk by chunk (0 skips that run, which takes a few minutes). Default model config,
-random weights, pinned to --threads CPUs. See `movenet.fastgen.benchmark`.
+random weights, pinned to --threads CPUs. See `movenet.bench.benchmark`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from movenet.fastgen import benchmark
+from movenet.bench import benchmark
 
 
 def main() -> None:

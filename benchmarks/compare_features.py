@@ -39,7 +39,7 @@ def main() -> None:
                          force=True, progress=False)
         loaded = checkpoint.load(model_pt)
         clips, pool = load_clips(loaded, args.data_dir)
-        bits = likelihood(loaded.model, clips, pool, loaded.data_config["sample_rate"])
+        bits = likelihood(loaded.model, clips, pool, loaded.inputs.sample_rate)
         results[features] = {"steps": loaded.step, "train_minutes": round((time.perf_counter() - started) / 60, 1),
                              **{k: round(v, 4) for k, v in bits.items() if k != "per_clip"},
                              "validation_clips": len(bits["per_clip"])}

@@ -16,7 +16,8 @@ def load_model(path, device="cpu"):
 
 
 def soundtrack(loaded, video_path, outputs=(), temperature: float = 1.0, seed: int = 0, style=None):
-    """A soundtrack for a video: float32 waveform; also written to each of `outputs` (.wav or .mp4)."""
+    """A soundtrack for a video: float32 waveform at loaded.inputs.sample_rate; also written to each of `outputs`
+    (.wav or .mp4). See movenet.generate.generate_file."""
     from pathlib import Path
 
     from movenet.generate import generate_file

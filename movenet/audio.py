@@ -6,12 +6,12 @@ No torch here: these run in data tools and tests without the model stack.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
+
+from movenet.files import atomic_write
 
 SAMPLE_RATE = 16000
 MU = 255
@@ -70,15 +70,8 @@ def write_wav(path, wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     path = Path(path)
     x = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
     pcm = np.rint(x * 32767.0).astype("<i2")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        with wave.open(tmp, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(sample_rate))
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp, wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())

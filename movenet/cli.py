@@ -37,7 +37,6 @@ def cmd_prepare(args) -> None:
 
     try:
         config = _data_config(args)
-        config.hop  # noqa: B018 — validates sample_rate / fps
     except ValueError as err:
         fatal(str(err))
     report = prepare(args.src_dir, args.out_dir, config, workers=args.workers, progress=not args.quiet)
@@ -55,10 +54,6 @@ def cmd_demo(args) -> None:
     if args.train:
         model_path = demo.train_demo_model(args.out, args.minutes)
     demo.run_demo(args.out, args.clips, args.seconds, model_path, args.temperature, args.seed)
-
-
-# Model settings the prepared data fixes: not flags of `train`.
-_DATA_FIXED = {"hop", "frame_size", "frame_channels", "n_labels", "n_classes"}
 
 
 def _dataclass_flags(parser, cls, skip=(), prefix=""):
@@ -89,7 +84,7 @@ def _given(args, cls, skip=()) -> dict:
 def cmd_train(args) -> None:
     import json
 
-    from movenet.model import ModelConfig
+    from movenet.model import FROM_DATA, ModelConfig
     from movenet.train import TrainConfig, train
 
     model_overrides, train_overrides = {}, {}
@@ -99,10 +94,8 @@ def cmd_train(args) -> None:
         except (OSError, json.JSONDecodeError) as err:
             fatal(f"{args.config}: cannot read the config ({err})")
         model_overrides, train_overrides = dict(loaded.get("model", {})), dict(loaded.get("train", {}))
-    model_overrides.update(_given(args, ModelConfig, _DATA_FIXED))
+    model_overrides.update(_given(args, ModelConfig, FROM_DATA))
     train_overrides.update(_given(args, TrainConfig))
-    for key in _DATA_FIXED & set(model_overrides):
-        fatal(f"{key} comes from the prepared data set, not from the model config")
     try:
         config = TrainConfig(**train_overrides)
         exported = train(args.data_dir, args.out, model_overrides, config, resume=args.resume, force=args.force,
@@ -118,8 +111,6 @@ def cmd_generate(args) -> None:
     from movenet import checkpoint
     from movenet.generate import generate_file
 
-    if args.temperature < 0:
-        fatal("--temperature must be >= 0")
     outputs = [Path(o) for o in args.output]
     for out in outputs:
         if out.suffix.lower() not in (".wav", ".mp4"):
@@ -128,38 +119,22 @@ def cmd_generate(args) -> None:
             fatal(f"{out}: exists (use --force to overwrite)")
     loaded = checkpoint.load(args.checkpoint)
     generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
-                           progress=not args.quiet)
+                  progress=not args.quiet)
     for out in outputs:
         print(f"wrote {out}")
 
 
 def cmd_evaluate(args) -> None:
     from movenet import checkpoint
-    from movenet.data import write_json_atomic
-    from movenet.evaluate import evaluate
+    from movenet.evaluate import evaluate, format_report
+    from movenet.files import write_json
 
     loaded = checkpoint.load(args.checkpoint)
     report = evaluate(loaded, args.data_dir, args.clips, args.temperature, args.seed, args.plots, args.engine,
                       progress=not args.quiet)
-    likelihood = report["likelihood_bits_per_sample"]
-    if isinstance(likelihood, dict):
-        print(f"likelihood (bits/sample, teacher forced, {len(likelihood['per_clip'])} clips): "
-              f"right video {likelihood['right']:.3f}, another clip's video {likelihood.get('wrong', float('nan')):.3f}, "
-              f"blank video {likelihood['blank']:.3f}; conditioning gain {likelihood['conditioning_gain']:.3f}")
-    else:
-        print(f"likelihood: {likelihood} (no audio track)")
-    summary = report["generated"]["summary"]
-    names = [m for m in ("pitch_accuracy", "hit_f1", "bas_true_beats", "bas", "bhs", "bcs") if m in summary]
-    conditions = ("model", "ground truth", "chance")
-    print(f"{'metric':<16}" + "".join(f"{c:>16}" for c in conditions))
-    for name in names:
-        cells = []
-        for c in conditions:
-            cell = summary[name].get(c)
-            cells.append(f"{cell['mean']:>10.3f} ±{cell['sem']:.2f}" if cell and cell["n"] else f"{'no ground truth':>16}")
-        print(f"{name:<16}" + "".join(f"{x:>16}" for x in cells))
+    print(format_report(report))
     if args.json:
-        write_json_atomic(args.json, report)
+        write_json(args.json, report)
         print(f"wrote {args.json}")
     if args.plots:
         print(f"plots in {args.plots}/ (summary: {report.get('summary_plot')})")
@@ -169,7 +144,7 @@ def cmd_bench(args) -> None:
     import json
 
     from movenet import checkpoint
-    from movenet.fastgen import benchmark
+    from movenet.bench import benchmark
 
     config = checkpoint.load(args.checkpoint).model.config if args.checkpoint else None
     print(json.dumps(benchmark(config, seconds=args.seconds, batch_sizes=tuple(args.batch), threads=args.threads,
@@ -210,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
-    from movenet.model import ModelConfig
+    from movenet.model import FROM_DATA, ModelConfig
     from movenet.train import TrainConfig
 
     p = sub.add_parser("train", help="train the conditional WaveNet on a prepared data set", formatter_class=fmt,
@@ -223,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--force", action="store_true", help="start over in a run directory that holds a run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _dataclass_flags(p, ModelConfig, skip=_DATA_FIXED)
+    _dataclass_flags(p, ModelConfig, skip=FROM_DATA)
     _dataclass_flags(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
@@ -236,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = most likely sample")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same audio")
     p.add_argument("--style", help="style label (default: the model's first)")
-    p.add_argument("--engine", choices=("auto", "fast", "torch"), default="auto",
+    p.add_argument("--engine", choices=("fast", "torch"), default="fast",
                    help="fast = compiled generator; torch = the reference step loop (slow)")
     p.add_argument("--force", action="store_true", help="overwrite outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -254,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", type=Path, help="directory for one PNG per clip and a summary PNG")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engine", choices=("auto", "fast", "torch"), default="auto")
+    p.add_argument("--engine", choices=("fast", "torch"), default="fast")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
@@ -287,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from movenet.checkpoint import CheckpointError
     from movenet.data import DataError
+    from movenet.inputs import InputMismatch
     from movenet.pose import MediaPipeMissing
     from movenet.video import MediaError
 
@@ -295,8 +271,8 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except MediaError as err:  # its message is the reason; the file is the command's input
         fatal(f"{getattr(args, 'video', None) or getattr(args, 'src_dir', '')}: {err}")
-    except (DataError, CheckpointError, MediaPipeMissing, FileExistsError, FileNotFoundError, NotADirectoryError,
-            PermissionError) as err:
+    except (DataError, CheckpointError, InputMismatch, MediaPipeMissing, FileExistsError, FileNotFoundError,
+            NotADirectoryError, PermissionError) as err:
         fatal(str(err))
     except KeyboardInterrupt:
         fatal("interrupted", code=130)

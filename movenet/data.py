@@ -19,22 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from movenet import audio, pose, video
+from movenet.files import save_npy, write_json
+from movenet.inputs import InputConfig
+from movenet.movement import read_keypoints
 
 # 2: DataConfig.features, keypoints.npy, frames.npy only when features include frames. Version 1 sets are not
 # read: prepare them again (a v1 reader would miss frames in a keypoints-only set).
 FORMAT_VERSION = 2
 SUPPORTED_VERSIONS = (2,)
-FEATURES = ("frames", "keypoints", "both")
 MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp", ".ts"}
 SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
 NO_LABEL = "none"
@@ -44,43 +45,25 @@ class DataError(Exception):
     """A prepared set that is missing, damaged, or made with other settings. The message is one line."""
 
 
-@dataclass
-class DataConfig:
-    """Settings that fix what a prepared set contains; a model trained on it must use the same ones."""
+@dataclass(frozen=True)
+class DataConfig(InputConfig):
+    """A prepared set's settings: the input settings its clips are stored with (`InputConfig`; features = what is
+    stored beside the audio), and how files were chosen and split, which does not change the stored data."""
 
-    sample_rate: int = audio.SAMPLE_RATE
-    fps: int = video.FPS
-    frame_size: int = video.FRAME_SIZE
-    gray: bool = True
-    features: str = "frames"  # what is stored beside the audio: "frames", "keypoints" or "both" (FEATURES)
     min_seconds: float = 1.0  # shorter clips hold too little context to train on
     valid_fraction: float = 0.1
     seed: int = 0
 
     def __post_init__(self):
-        if self.features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
-
-    @property
-    def has_frames(self) -> bool:
-        return self.features in ("frames", "both")
-
-    @property
-    def has_keypoints(self) -> bool:
-        return self.features in ("keypoints", "both")
-
-    @property
-    def hop(self) -> int:
-        """Audio samples per video frame (whole number, checked)."""
-        return video.hop_length(self.sample_rate, self.fps)
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.gray else 3
+        super().__post_init__()
+        if not self.min_seconds >= 0:
+            raise ValueError(f"min seconds must be >= 0, got {self.min_seconds}")
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"valid fraction must lie in [0, 1), got {self.valid_fraction}")
 
     def settings(self) -> dict:
-        """The fields a model must agree with (the split settings don't change the stored data)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("valid_fraction", "seed", "min_seconds")}
+        """The input settings, which a clip is stored with and a model must agree with."""
+        return InputConfig.from_dict(asdict(self)).to_dict()
 
 
 @dataclass
@@ -152,42 +135,6 @@ def clip_id(job: Job) -> str:
 # Preparing
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-def clip_keypoints(source: str | Path, n_frames: int, fps, progress: bool = False) -> tuple[np.ndarray, dict]:
-    """Keypoints float32 [n_frames, 15, 3] of one video and how they were made.
-
-    A synthetic clip (a dancer sidecar beside it, see pose.read_sidecar) gives its true joints; any other video
-    goes through MediaPipe. Returns (keypoints, info), info = {"source": "sidecar" | "mediapipe", "detected":
-    share of frames with a pose, ...}. Raises video.MediaError (one line); pose.MediaPipeMissing.
-    """
-    sidecar = pose.read_sidecar(source)
-    if sidecar is not None:
-        try:
-            keypoints = pose.keypoints_from_sidecar(sidecar, n_frames, fps)
-        except ValueError as err:
-            raise video.MediaError(f"damaged synthetic sidecar: {err}") from None
-        info = {"source": "sidecar"}
-    else:
-        keypoints = pose.extract_keypoints(source, fps, max_frames=n_frames, progress=progress)
-        if len(keypoints) != n_frames:  # the same frames as read_clip's: a mismatch is a bug, not a bad file
-            raise video.MediaError(f"keypoints cover {len(keypoints)} frames, video {n_frames}")
-        info = {"source": "mediapipe", "extractor": pose.extractor_settings()}
-    info["detected"] = round(float(pose.detected(keypoints).mean()), 4) if n_frames else 0.0
-    return keypoints, info
-
-
 def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = False) -> dict:
     """Decode one video and store it; returns its record. Raises video.MediaError with a one-line reason.
 
@@ -207,16 +154,16 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = F
         raise video.MediaError(f"too short ({seconds:.2f} s < {config.min_seconds} s)")
     codes = audio.mu_law_encode(audio.normalize_loudness(wav))
     keypoints = keypoint_info = None
-    if config.has_keypoints:
-        keypoints, keypoint_info = clip_keypoints(job.source, len(frames), config.fps, progress)
+    if config.uses_keypoints:
+        keypoints, keypoint_info = read_keypoints(job.source, len(frames), config.fps, progress)
     cid = clip_id(job)
     base = out_dir / "clips" / cid
     base.parent.mkdir(parents=True, exist_ok=True)
-    _save_npy_atomic(base.with_name(base.name + ".audio.npy"), codes)
-    if config.has_frames:
-        _save_npy_atomic(base.with_name(base.name + ".frames.npy"), frames)
+    save_npy(base.with_name(base.name + ".audio.npy"), codes)
+    if config.uses_frames:
+        save_npy(base.with_name(base.name + ".frames.npy"), frames)
     if keypoints is not None:
-        _save_npy_atomic(base.with_name(base.name + ".keypoints.npy"), keypoints)
+        save_npy(base.with_name(base.name + ".keypoints.npy"), keypoints)
     record = {
         "id": cid,
         "source": job.source,
@@ -230,7 +177,7 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = F
     if keypoint_info is not None:
         record["keypoints"] = keypoint_info
     # Written last: a clip counts as prepared only once its record exists (a kill leaves no half clip behind).
-    write_json_atomic(base.with_name(base.name + ".json"), record)
+    write_json(base.with_name(base.name + ".json"), record)
     return record
 
 
@@ -294,7 +241,7 @@ def prepare(
     for job in find_videos(src_dir, config.valid_fraction, config.seed):
         record = _existing_record(job, out_dir, config)
         (report.reused.append(record) if record else todo.append(job))
-    if config.has_keypoints and any(pose.read_sidecar(job.source) is None for job in todo):
+    if config.uses_keypoints and any(pose.read_sidecar(job.source) is None for job in todo):
         pose.import_mediapipe()  # fail now, in one line, rather than once per file
 
     bar = tqdm(total=len(todo), unit="clip", desc="prepare", disable=not progress or not todo, dynamic_ncols=True)
@@ -321,7 +268,7 @@ def prepare(
                 handle(futures[future], *future.result())
     bar.close()
 
-    write_json_atomic(
+    write_json(
         manifest_path,
         {
             "format_version": FORMAT_VERSION,
@@ -355,16 +302,9 @@ def load_manifest(prepared_dir: str | Path) -> dict:
     return manifest
 
 
-def check_compatible(manifest: dict, expected: dict, where: str = "prepared set") -> None:
-    """Refuse a prepared set whose settings differ from what a model expects (e.g. a checkpoint's data config)."""
-    got = manifest["data"]
-    diffs = [f"{k}={got.get(k)!r} (model needs {v!r})" for k, v in expected.items() if got.get(k) != v]
-    if diffs:
-        raise DataError(f"{where} does not match the model's settings: " + ", ".join(diffs))
-
-
 def data_config_from_manifest(manifest: dict) -> DataConfig:
-    return DataConfig(**manifest["data"])
+    known = {f.name for f in fields(DataConfig)}
+    return DataConfig(**{k: v for k, v in manifest["data"].items() if k in known})
 
 
 def open_clip(prepared_dir: str | Path, record: dict, mmap: bool = True) -> dict:
@@ -378,9 +318,9 @@ def open_clip(prepared_dir: str | Path, record: dict, mmap: bool = True) -> dict
     Raises DataError if a file the clip's settings promise is missing, or its length disagrees with the record.
     """
     base = Path(prepared_dir) / "clips" / record["id"]
-    config = DataConfig(**record["settings"])
-    wanted = {"codes": "audio", **({"frames": "frames"} if config.has_frames else {}),
-              **({"keypoints": "keypoints"} if config.has_keypoints else {})}
+    config = InputConfig(**record["settings"])
+    wanted = {"codes": "audio", **({"frames": "frames"} if config.uses_frames else {}),
+              **({"keypoints": "keypoints"} if config.uses_keypoints else {})}
     arrays = {}
     for key, kind in wanted.items():
         path = base.with_name(f"{base.name}.{kind}.npy")

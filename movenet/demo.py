@@ -58,7 +58,7 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
     print(f"1/2 synthesizing {n_clips} held-out dancers of {seconds:g} s into {dancers}")
     sources = synth.write_dataset(dancers, n_clips=n_clips, seconds=seconds, seed=HELD_OUT_SEED)
     print("2/2 generating their soundtracks")
-    sr = loaded.data_config["sample_rate"]
+    sr = loaded.inputs.sample_rate
     written, lines = [], []
     for k, source in enumerate(sources):
         name = source.stem
@@ -69,7 +69,7 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
                             style=style)
         elapsed = time.perf_counter() - started
         truth = video.read_audio(source, sr)[: len(wav)]
-        fps = loaded.data_config["fps"]
+        fps = loaded.inputs.fps
         scores = {"pitch accuracy": metrics.pitch_accuracy(wav, sr, sidecar["pitch_hz"], fps, sidecar["loudness"]),
                   "hit F1": metrics.hit_f1(metrics.percussive_onsets(wav, sr), np.asarray(sidecar["hit_times"])).f1}
         truth_pitch = metrics.pitch_accuracy(truth, sr, sidecar["pitch_hz"], fps, sidecar["loudness"])

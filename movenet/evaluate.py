@@ -23,9 +23,10 @@ import torch.nn.functional as F
 
 from movenet import audio, metrics, pose, video
 from movenet.checkpoint import Loaded
-from movenet.data import DataError, find_videos, load_manifest, open_clip
-from movenet.generate import Movement, read_movement, soundtrack
+from movenet.data import DataError, data_config_from_manifest, find_videos, load_manifest, open_clip
+from movenet.generate import generate_audio
 from movenet.model import MoveNet
+from movenet.movement import Movement, condition, read_movement
 
 NO_GROUND_TRUTH = "no ground truth"
 
@@ -41,17 +42,16 @@ class EvalClip:
 
 
 @torch.no_grad()
-def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: torch.Tensor, chunk_frames: int = 100) -> float:
-    """Mean NLL in bits per sample of a whole clip's codes [T] under cond [1, T_v, ...], from its first sample.
+def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: np.ndarray, chunk_frames: int = 100) -> float:
+    """Mean NLL in bits per sample of a whole clip's codes [T] under its conditioning rows cond [T_v, L * G]
+    (`movement.condition`), from its first sample.
 
     Computed `chunk_frames` at a time with a full receptive field of context, so memory stays flat in T; the
     result equals model.teacher_forced over the whole clip.
     """
     hop, n_ctx = model.config.hop, model.config.context_frames
     targets = torch.from_numpy(codes.astype(np.int64))[None]
-    pre = torch.full((1, n_ctx * hop + 1), audio.SILENCE, dtype=torch.int64)
-    inputs = torch.cat([pre, targets[:, :-1]], dim=1)  # input t + n_ctx*hop predicts target t
-    held = torch.cat([cond[:, :1].expand(-1, n_ctx, -1), cond], dim=1)
+    inputs, held = model.with_preroll(targets, torch.from_numpy(cond)[None])  # input t + n_ctx*hop: target t
     total, n = 0.0, 0
     for start in range(0, targets.shape[1], chunk_frames * hop):
         stop = min(start + chunk_frames * hop, targets.shape[1])
@@ -62,31 +62,6 @@ def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: torch.Tensor, c
                                  reduction="sum").item()
         n += stop - start
     return total / n / math.log(2)
-
-
-def _fit(movement: Movement, n_frames: int) -> Movement:
-    """Another clip's movement cut or held (last frame) to n_frames."""
-    def fit(x):
-        if x is None:
-            return None
-        if len(x) >= n_frames:
-            return x[:n_frames]
-        return np.concatenate([x, np.repeat(x[-1:], n_frames - len(x), axis=0)])
-    return Movement(fit(movement.frames), fit(movement.keypoints))
-
-
-def _blank(movement: Movement) -> Movement:
-    """Nothing to see: black frames, no keypoints (visibility 0)."""
-    return Movement(None if movement.frames is None else np.zeros_like(movement.frames),
-                    None if movement.keypoints is None else np.zeros_like(movement.keypoints))
-
-
-def _cond(model: MoveNet, movement: Movement, label: int | None) -> torch.Tensor:
-    with torch.no_grad():
-        return model.condition(
-            None if movement.frames is None else torch.from_numpy(np.ascontiguousarray(movement.frames))[None],
-            None if movement.keypoints is None else torch.from_numpy(np.ascontiguousarray(movement.keypoints))[None],
-            None if label is None else torch.tensor([label]))
 
 
 def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[EvalClip], list[EvalClip]]:
@@ -101,52 +76,38 @@ def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[Ev
     clips = []
     if (data_dir / "manifest.json").exists():
         manifest = load_manifest(data_dir)
-        settings = manifest["data"]
-        for key in ("sample_rate", "fps", "frame_size", "gray"):
-            if settings[key] != loaded.data_config[key]:
-                raise DataError(f"{data_dir}: prepared with {key}={settings[key]!r}, the model needs "
-                                f"{loaded.data_config[key]!r}")
+        loaded.inputs.require(data_config_from_manifest(manifest), str(data_dir))
         records = [r for r in manifest["clips"] if r["split"] == "valid"] or manifest["clips"]
         extra = [r for r in manifest["clips"] if r not in records][: max(0, 3 - len(records))]
         for record in records + extra:
             arrays = open_clip(data_dir, record, mmap=False)
-            if config.uses_keypoints and "keypoints" not in arrays:
-                raise DataError(f"{data_dir}: stores no keypoints, which this model needs (prepare with --features)")
-            if config.uses_frames and "frames" not in arrays:
-                raise DataError(f"{data_dir}: stores no frames, which this model needs (prepare with --features)")
             movement = Movement(arrays.get("frames") if config.uses_frames else None,
                                 arrays.get("keypoints") if config.uses_keypoints else None)
             source = Path(record["source"])
             clips.append(EvalClip(record["id"], str(source), movement, arrays["codes"],
-                                  _label(loaded, record["label"]), pose.read_sidecar(source)))
+                                  loaded.label_index(record["label"], unknown="first"), pose.read_sidecar(source)))
         return clips[: len(records)], clips
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: not a directory or a prepared set")
     for job in find_videos(data_dir, valid_fraction=0):
         try:
-            movement = read_movement(job.source, loaded)
+            movement = read_movement(job.source, loaded.inputs)
         except video.MediaError as err:
             log(f"{job.source}: {err}")
             continue
         codes = None
         if video.probe(job.source).has_audio:
             try:
-                wav = video.read_audio(job.source, loaded.data_config["sample_rate"])
+                wav = video.read_audio(job.source, loaded.inputs.sample_rate)
                 codes = audio.mu_law_encode(audio.normalize_loudness(wav))
             except video.MediaError as err:
                 log(f"{job.source}: audio unusable ({err}); evaluating without ground truth")
         if codes is not None:  # both streams cover the same span, as in a prepared set
             n = min(movement.n_frames, len(codes) // config.hop)
-            movement, codes = _fit(movement, n), codes[: n * config.hop]
-        clips.append(EvalClip(job.rel, job.source, movement, codes, _label(loaded, job.label),
+            movement, codes = movement.fit(n), codes[: n * config.hop]
+        clips.append(EvalClip(job.rel, job.source, movement, codes, loaded.label_index(job.label, unknown="first"),
                               pose.read_sidecar(job.source)))
     return clips, clips
-
-
-def _label(loaded: Loaded, name: str) -> int | None:
-    if not loaded.model.config.n_labels:
-        return None
-    return loaded.labels.index(name) if name in loaded.labels else 0
 
 
 def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], sample_rate: int,
@@ -161,10 +122,11 @@ def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], samp
         other = _other(clip, pool)
         n_frames = clip.movement.n_frames
         row = {"clip": clip.name, "seconds": len(clip.codes) / sample_rate}
-        row["right"] = teacher_forced_bits(model, clip.codes, _cond(model, clip.movement, clip.label))
+        row["right"] = teacher_forced_bits(model, clip.codes, condition(model, clip.movement, clip.label))
         if other is not None:
-            row["wrong"] = teacher_forced_bits(model, clip.codes, _cond(model, _fit(other.movement, n_frames), clip.label))
-        row["blank"] = teacher_forced_bits(model, clip.codes, _cond(model, _blank(clip.movement), clip.label))
+            row["wrong"] = teacher_forced_bits(model, clip.codes,
+                                               condition(model, other.movement.fit(n_frames), clip.label))
+        row["blank"] = teacher_forced_bits(model, clip.codes, condition(model, clip.movement.blank(), clip.label))
         rows.append(row)
     if not rows:
         return NO_GROUND_TRUTH
@@ -176,12 +138,12 @@ def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], samp
 
 
 def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature: float = 1.0, seed: int = 0,
-             plots_dir: str | Path | None = None, engine: str = "auto", progress: bool = True, log=print) -> dict:
+             plots_dir: str | Path | None = None, engine: str = "fast", progress: bool = True, log=print) -> dict:
     """Everything in the module docstring, as a JSON-able dict."""
     from movenet import plot
 
     model = loaded.model
-    sr, fps = loaded.data_config["sample_rate"], loaded.data_config["fps"]
+    sr, fps = loaded.inputs.sample_rate, loaded.inputs.fps
     clips, pool = load_clips(loaded, data_dir, log)
     if not clips:
         raise DataError(f"{data_dir}: no clip to evaluate")
@@ -194,7 +156,7 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
     per_clip = []
     chosen = clips[:n_clips]
     for k, clip in enumerate(chosen):
-        wav = soundtrack(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress)
+        wav = generate_audio(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress)
         kp = np.asarray(clip.sidecar["joints"], np.float32) if clip.sidecar else clip.movement.keypoints
         frames = clip.movement.frames
         if kp is None and frames is None:
@@ -244,3 +206,27 @@ def _fit_codes(codes: np.ndarray, n: int) -> np.ndarray:
     if len(codes) >= n:
         return codes[:n]
     return np.concatenate([codes, np.full(n - len(codes), audio.SILENCE, np.uint8)])
+
+
+def format_report(report: dict) -> str:
+    """The report as the lines `movenet evaluate` prints: likelihood, then a table of metric x condition."""
+    lines = []
+    likelihood = report["likelihood_bits_per_sample"]
+    if isinstance(likelihood, dict):
+        lines.append(f"likelihood (bits/sample, teacher forced, {len(likelihood['per_clip'])} clips): "
+                     f"right video {likelihood['right']:.3f}, another clip's video "
+                     f"{likelihood.get('wrong', float('nan')):.3f}, blank video {likelihood['blank']:.3f}; "
+                     f"conditioning gain {likelihood['conditioning_gain']:.3f}")
+    else:
+        lines.append(f"likelihood: {likelihood} (no audio track)")
+    summary = report["generated"]["summary"]
+    names = [m for m in ("pitch_accuracy", "hit_f1", "bas_true_beats", "bas", "bhs", "bcs") if m in summary]
+    conditions = ("model", "ground truth", "chance")
+    lines.append(f"{'metric':<16}" + "".join(f"{c:>16}" for c in conditions))
+    for name in names:
+        cells = []
+        for c in conditions:
+            cell = summary[name].get(c)
+            cells.append(f"{cell['mean']:>10.3f} ±{cell['sem']:.2f}" if cell and cell["n"] else NO_GROUND_TRUTH)
+        lines.append(f"{name:<16}" + "".join(f"{x:>16}" for x in cells))
+    return "\n".join(lines)

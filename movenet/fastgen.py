@@ -1,98 +1,29 @@
-"""Compiled incremental generation: MoveNet's `init_state` / `step` loop, sampling included, as numba code.
+"""The compiled engine: MoveNet's `init_state` / `step` loop, sampling included, as numba code.
 
 `FastGenerator(model)` copies the weights into float32 numpy arrays (layout in its docstring) and never calls torch
 again: `generate` runs whole frames of audio for B independent streams, with every per-layer buffer preallocated
 (one ring per dilated layer, the layout of `model.State`) and constant work per sample. The semantics are those of
 `MoveNet.init_state` / `MoveNet.step` (and so of `MoveNet.teacher_forced`), up to float32 rounding and the tanh
 approximation in `movenet.kernels` (|error| < 3e-7): logits agree to ~1e-6 (tests/test_fastgen.py allow 1e-4).
+Samples follow `movenet.sampling` (its compiled `sample_row`).
 
-Sampling policy (`sample_inverse_cdf`, the reference; the compiled loop implements the same float64 steps): per
-stream, the caller draws `u = np.random.default_rng(seed).random(n_samples)`, one uniform per sample, and the code
-for target t is the first class c whose cumulative softmax(logits / temperature) exceeds u[t] times the total;
-temperature 0 is argmax (first maximum). Draws may be taken in pieces: `rng.random(a)` then `rng.random(b)` is
-`rng.random(a + b)`, so frame-by-frame generation equals one-shot generation.
-
-Speed, one core (benchmarks/bench_generate.py, `benchmark` below): one stream re-reads the ~2 MB of weights for
-every sample, so it is bound by cache bandwidth; B streams share each weight read, so batches approach the FMA
-units' limit. A long video goes chunk by chunk (`generate_iter`): memory stays flat in its length.
+Speed, one core (`movenet bench`): one stream re-reads the ~2 MB of weights for every sample, so it is bound by
+cache bandwidth; B streams share each weight read, so batches approach the FMA units' limit. `movenet.generate`
+drives it chunk by chunk, so memory stays flat in a video's length.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import resource
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import torch
 
-from movenet.audio import SAMPLE_RATE, SILENCE
-from movenet.kernels import exp_nonpositive, gate, matmul_acc, prefetch
-from movenet.model import ModelConfig, MoveNet
-
-# -- the sampling policy --------------------------------------------------------------------------------------------
-
-
-def sample_inverse_cdf(logits, temperature: float, u) -> np.ndarray:
-    """The sampling policy, in numpy: logits float32 [B, Q], temperature >= 0, u float64 [B] in [0, 1) -> int64 [B].
-
-    In float64: z = logits / temperature; e = exp(z - max z); cdf = cumsum(e); the code is the first c with
-    cdf[c] > u * cdf[-1] (inverse CDF; unnormalized, which is the same as cumsum(softmax) > u * sum(softmax) but
-    needs no division), or, where rounding leaves no such c (u within 1e-16 of 1), the last class with e > 0.
-    temperature 0: argmax of the float32 logits (first maximum). A torch loop calls this on `logits.numpy()`.
-    """
-    logits = np.asarray(logits, dtype=np.float32)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return logits.argmax(axis=-1)
-    z = logits.astype(np.float64) / temperature
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    cdf = np.cumsum(e, axis=-1)  # sequential, as in the compiled loop
-    threshold = np.asarray(u, dtype=np.float64) * cdf[:, -1]
-    count = (cdf <= threshold[:, None]).sum(axis=-1)  # cdf is nondecreasing: the first c above the threshold
-    last = e.shape[-1] - 1 - (e[:, ::-1] > 0).argmax(axis=-1)
-    return np.minimum(count, last)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sample_row(logits, temperature, u, cdf, bits):
-    """`sample_inverse_cdf` for one stream: logits float32 [Q], u float64; cdf float64 [Q] and bits int64 [2, Q]
-    are scratch. Returns the code.
-
-    The same float64 steps in the same order (no fastmath: nothing is reassociated; max z = (max logits) / T
-    exactly, since rounding is monotonic), except that exp is `kernels.exp_nonpositive` (vectorized, within 2 ulp
-    of numpy's): a different code needs u within ~1e-15 of a CDF step.
-    """
-    Q = logits.shape[0]
-    best = 0
-    for c in range(1, Q):
-        if logits[c] > logits[best]:
-            best = c
-    if temperature == 0.0:
-        return best
-    m = np.float64(logits[best]) / temperature
-    for c in range(Q):
-        cdf[c] = np.float64(logits[c]) / temperature - m
-    exp_nonpositive(cdf, cdf, bits)
-    last = Q - 1
-    while cdf[last] == 0.0:  # cdf[best] = exp(0) = 1, so this stops
-        last -= 1
-    total = 0.0
-    for c in range(Q):
-        total += cdf[c]
-        cdf[c] = total
-    threshold = u * total
-    count = 0
-    for c in range(Q):
-        count += cdf[c] <= threshold
-    return min(count, last)
-
+from movenet.audio import SILENCE
+from movenet.kernels import gate, matmul_acc, prefetch
+from movenet.model import MoveNet
+from movenet.sampling import check_temperature, sample_row
 
 # -- the compiled network ---------------------------------------------------------------------------------------------
 # `params` is the tuple FastGenerator.params; state arrays are FastState's; `work` is the tuple of scratch arrays
@@ -216,7 +147,7 @@ def _generate(params, cond, t0, hop, temperature, u, prev, input_codes, buffers,
             _set_frame(params, cond[:, t // hop - first_frame], work[4])
         _forward(t, params, prev, input_codes, buffers, work)
         for b in range(B):
-            code = _sample_row(logits[b], temperature, u[b, i], cdf, bits)
+            code = sample_row(logits[b], temperature, u[b, i], cdf, bits)
             out[b, i] = code
             prev[b] = code
 
@@ -403,8 +334,7 @@ class FastGenerator:
         B = state.batch_size
         if u.ndim != 2 or u.shape[0] != B:
             raise ValueError(f"u must be [B={B}, n_samples], got {u.shape}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        temperature = check_temperature(temperature)
         n = u.shape[1]
         self._check_cond(cond_rows, B, self._n_rows(state.t, n), "cond_rows")
         out = np.empty((B, n), np.uint8)
@@ -446,191 +376,3 @@ class FastGenerator:
                             state.buffers, out)
         state.t += T
         return out
-
-
-# -- long videos with bounded memory ----------------------------------------------------------------------------------
-
-
-def _movement(x, dtype):
-    return None if x is None else torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=dtype)
-
-
-@torch.no_grad()
-def condition_rows(model: MoveNet, start: int, stop: int, frames=None, keypoints=None, labels=None) -> np.ndarray:
-    """Conditioning rows of frames start .. stop - 1: float32 [B, stop - start, n_layers * G].
-
-    frames uint8 [B, T_v, H, W, C] / keypoints [B, T_v, J, 3] (numpy or tensors, whole video or memory-mapped) and
-    labels int [B] as for `MoveNet.condition`. Runs the movement encoders on frames start - frame_lookback .. stop - 1
-    only: row k depends on frames k - frame_lookback .. k (causal), so these rows equal those of the whole video
-    (to float32 rounding of the encoders' matrix products, which may group work differently by size).
-    """
-    lo = max(0, start - model.frame_lookback)
-    cond = model.condition(_movement(None if frames is None else frames[:, lo:stop], torch.uint8),
-                           _movement(None if keypoints is None else keypoints[:, lo:stop], torch.float32),
-                           _movement(labels, torch.int64))
-    return cond[:, start - lo:].numpy()
-
-
-def generate_iter(model: MoveNet, gen: FastGenerator, n_frames: int, seeds, temperature: float = 1.0, frames=None,
-                  keypoints=None, labels=None, chunk_frames: int = 250, threads: int = 1):
-    """Generate a whole video's soundtrack chunk by chunk, in memory that does not grow with its length.
-
-    Per chunk of `chunk_frames` frames (default 10 s at 25 fps): its conditioning rows (`condition_rows`), one
-    uniform per sample for each stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as
-    one draw), and `gen.generate`. Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter);
-    concatenated, they equal one `gen.generate` over the whole video with the same seeds.
-    """
-    rngs = [np.random.default_rng(seed) for seed in seeds]
-    state = None
-    for start in range(0, n_frames, chunk_frames):
-        stop = min(n_frames, start + chunk_frames)
-        cond = condition_rows(model, start, stop, frames, keypoints, labels)
-        if len(rngs) != cond.shape[0]:
-            raise ValueError(f"{len(rngs)} seeds for {cond.shape[0]} streams")
-        if state is None:
-            state = gen.init_state(cond[:, 0])
-        u = np.stack([rng.random((stop - start) * gen.hop) for rng in rngs])
-        yield gen.generate(cond, state, temperature, u, threads)
-
-
-# -- benchmark --------------------------------------------------------------------------------------------------------
-
-
-def _pin(threads: int) -> tuple[set, list[int]]:
-    """Restrict this process to `threads` of its CPUs (numba, torch likewise); returns the old affinity and the new."""
-    old = os.sched_getaffinity(0)
-    cpus = sorted(old)[-threads:]  # the last ones: CPU 0 tends to take interrupts and housekeeping
-    os.sched_setaffinity(0, cpus)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(threads)
-    return old, cpus
-
-
-def _rate(run, n_per_call: int, seconds: float, min_calls: int = 3) -> float:
-    """Items per second of run() (n_per_call items per call), timed for at least `seconds` after one warm-up call."""
-    run()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
-        run()
-        calls += 1
-    return calls * n_per_call / (time.perf_counter() - start)
-
-
-def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_sizes=(1, 8, 32), threads: int = 1,
-              reference_seconds: float = 3.0, long_seconds: float = 600.0, chunk_frames: int = 250,
-              seed: int = 0) -> dict:
-    """Generation speed and memory, as a JSON-ready dict (`benchmarks/bench_generate.py` prints it).
-
-    - "fast": per batch size B, samples/s in total and per stream and the real-time factors (samples/s / 16 kHz),
-      generating 5 frames per call for >= `seconds` after a warm-up, streams in lockstep on `threads` threads;
-    - "reference": the PyTorch loop (`MoveNet.step` + `sample_inverse_cdf`, one stream) for `reference_seconds`,
-      the same-run yardstick: "speedup" is one fast stream over it, robust to a busy machine where absolute rates
-      are not;
-    - "long": `long_seconds` of audio (default 10 min) for one stream from a video's frames, chunk by chunk with
-      `generate_iter`, then decoded and written as a WAV, in a fresh process: the resident memory before
-      generating (Python, torch, numba, the model and the video's frames), the peak up to the end of generation,
-      and the peak with the decoding and writing of the whole WAV at once; 0 skips it.
-    The process is pinned to `threads` CPUs meanwhile (restored after); the load average tells how busy the machine
-    was. The model has random weights (speed does not depend on them), the default config unless one is given.
-    """
-    config = config or ModelConfig()
-    old_affinity, cpus = _pin(threads)
-    old_torch_threads = torch.get_num_threads()
-    try:
-        torch.manual_seed(seed)
-        model = MoveNet(config).eval()
-        gen = FastGenerator(model)
-        n_cond = 25
-        rng = np.random.default_rng(seed)
-        frames = torch.from_numpy(rng.integers(0, 256, (1, n_cond, config.frame_size, config.frame_size,
-                                                        config.frame_channels), dtype=np.uint8))
-        keypoints = torch.from_numpy(rng.random((1, n_cond, config.n_joints, 3), dtype=np.float32))
-        labels = torch.zeros(1, dtype=torch.int64) if config.n_labels else None
-        with torch.no_grad():
-            cond1 = model.condition(frames if config.uses_frames else None,
-                                    keypoints if config.uses_keypoints else None, labels).numpy()
-        results = {
-            "config": config.to_dict(), "threads": threads, "cpus": cpus, "load_average": os.getloadavg(),
-            "weight_bytes": gen.n_weight_bytes, "flops_per_sample": 2 * gen.macs_per_sample,
-            "numba": numba.__version__, "torch": torch.__version__, "fast": [],
-        }
-        hop, chunk = config.hop, 5
-        for B in batch_sizes:
-            cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
-            state = gen.init_state(cond[:, 0])
-            u = rng.random((B, chunk * hop))
-
-            def run():
-                if state.t + chunk * hop > n_cond * hop:  # cycle through the frames
-                    state.t = 0
-                gen.generate(cond[:, state.t // hop: state.t // hop + chunk], state, 1.0, u, threads)
-
-            rate = _rate(run, B * chunk * hop, seconds)
-            results["fast"].append({"batch": B, "samples_per_s": round(rate), "per_stream_samples_per_s": round(rate / B),
-                                    "realtime_factor": round(rate / SAMPLE_RATE, 2),
-                                    "per_stream_realtime_factor": round(rate / B / SAMPLE_RATE, 2)})
-        cond_t = torch.from_numpy(cond1)
-        ref_state = model.init_state(cond_t[:, 0])
-        prev = torch.full((1,), SILENCE)
-
-        def ref_step():
-            nonlocal prev
-            logits, _ = model.step(prev, cond_t[:, (ref_state.t // hop) % n_cond], ref_state)
-            prev = torch.from_numpy(sample_inverse_cdf(logits.numpy(), 1.0, rng.random(1)))
-
-        ref_rate = _rate(ref_step, 1, reference_seconds, min_calls=20)
-        results["reference"] = {"batch": 1, "samples_per_s": round(ref_rate),
-                                "realtime_factor": round(ref_rate / SAMPLE_RATE, 3)}
-        one = [r for r in results["fast"] if r["batch"] == 1]
-        if one:
-            results["speedup"] = round(one[0]["samples_per_s"] / ref_rate, 1)
-        results["load_average_after"] = os.getloadavg()
-    finally:
-        os.sched_setaffinity(0, old_affinity)
-        torch.set_num_threads(old_torch_threads)
-    if long_seconds > 0:
-        code = (f"import json, movenet.fastgen as f; print(json.dumps(f._long_run({config.to_dict()!r}, "
-                f"{long_seconds}, {chunk_frames}, {threads}, {seed})))")
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-        results["long"] = json.loads(out.stdout.strip().splitlines()[-1])
-    return results
-
-
-def _rss_mb() -> float:
-    """Current resident memory of this process, MB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _long_run(config: dict, seconds: float, chunk_frames: int, threads: int, seed: int) -> dict:
-    """`benchmark`'s long run, in a process of its own so that its peak resident memory is its own."""
-    import tempfile
-
-    from movenet.audio import mu_law_decode, write_wav
-
-    _pin(threads)
-    c = ModelConfig.from_dict(config)
-    torch.manual_seed(seed)
-    model = MoveNet(c).eval()
-    gen = FastGenerator(model)
-    n_frames = int(round(seconds * SAMPLE_RATE / c.hop))
-    rng = np.random.default_rng(seed)
-    frames = rng.integers(0, 256, (1, n_frames, c.frame_size, c.frame_size, c.frame_channels), dtype=np.uint8) \
-        if c.uses_frames else None
-    keypoints = rng.random((1, n_frames, c.n_joints, 3), dtype=np.float32) if c.uses_keypoints else None
-    labels = np.zeros(1, np.int64) if c.n_labels else None
-    list(generate_iter(model, gen, 1, [seed], frames=frames, keypoints=keypoints, labels=labels))  # compile/load
-    rss_before = _rss_mb()
-    start = time.perf_counter()
-    chunks = list(generate_iter(model, gen, n_frames, [seed], 1.0, frames, keypoints, labels, chunk_frames, threads))
-    wall = time.perf_counter() - start
-    peak_generating = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-    with tempfile.TemporaryDirectory() as tmp:  # decoded whole, as a caller holding all codes would
-        write_wav(os.path.join(tmp, "long.wav"), mu_law_decode(np.concatenate(chunks, axis=1)[0]))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    n_samples = n_frames * c.hop
-    return {"seconds_of_audio": seconds, "frames": n_frames, "chunk_frames": chunk_frames,
-            "movement_input_mb": round(sum(a.nbytes for a in (frames, keypoints) if a is not None) / 2**20, 1),
-            "rss_before_generating_mb": round(rss_before), "peak_rss_generating_mb": round(peak_generating),
-            "peak_rss_with_wav_mb": round(peak),
-            "generate_wall_s": round(wall, 1), "samples_per_s": round(n_samples / wall)}

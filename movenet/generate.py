@@ -1,68 +1,50 @@
-"""Soundtracks for videos: read the movement with a checkpoint's settings, generate audio autoregressively, write
-WAV and/or MP4.
+"""Soundtracks for videos: movement -> conditioning -> an engine samples mu-law codes -> waveform -> WAV / MP4.
 
-    movement (frames / keypoints, video rate) --model.condition--> cond rows, a chunk of frames at a time
-      --engine (compiled `fastgen.FastGenerator`, or the PyTorch `step` reference)--> mu-law codes
-      --mu_law_decode--> waveform
+    read_movement(video)                      frames / keypoints at the model's rate (movenet.movement)
+    generate_chunks(engine, model, ...)       a chunk of frames at a time: conditioning rows, uniforms, codes
+    generate_audio(loaded, movement, ...)     the whole soundtrack, float32, with a progress bar
+    generate_file(loaded, video, outputs)     ... written as WAV and/or muxed into an MP4
 
-The sampling policy lives outside the network (`fastgen.sample_inverse_cdf`): per stream the uniforms of
-np.random.default_rng(seed), and the code is the inverse CDF of softmax(logits / temperature) at u (temperature
-0: the most likely code). Both engines follow it, so the same seed gives the same audio whichever runs.
+An `Engine` turns conditioning rows and uniforms into codes, advancing a state: the compiled `FastGenerator`
+(movenet.fastgen, the default) or `TorchEngine`, the reference `MoveNet.step` loop. Both follow one sampling policy
+(movenet.sampling), so the same seed gives the same audio whichever runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
 import numpy as np
 import torch
 
 from movenet import audio, video
 from movenet.audio import SILENCE
 from movenet.checkpoint import Loaded
-from movenet.fastgen import FastGenerator, generate_iter, sample_inverse_cdf
+from movenet.fastgen import FastGenerator
 from movenet.model import MoveNet, State
+from movenet.movement import Movement, condition, read_movement
+from movenet.sampling import check_temperature, sample_inverse_cdf
 
 CHUNK_FRAMES = 25  # one second of video at a time: flat memory, and a progress bar that moves
+ENGINES = ("fast", "torch")
 
 
-@dataclass
-class Movement:
-    """A video's movement at the model's frame rate: frames uint8 [T_v, H, W, C] and/or keypoints [T_v, J, 3]."""
+class Engine(Protocol):
+    """What generation needs of an engine. `generate` advances `state` in place; calling it frame by frame or
+    once gives the same codes."""
 
-    frames: np.ndarray | None = None
-    keypoints: np.ndarray | None = None
+    name: str
+    hop: int
 
-    @property
-    def n_frames(self) -> int:
-        return len(self.frames if self.frames is not None else self.keypoints)
+    def init_state(self, cond0: np.ndarray):
+        """The state after the model's pre-roll, from frame 0's conditioning rows float32 [B, L * G]."""
 
-    def window(self, start: int, stop: int) -> "Movement":
-        return Movement(None if self.frames is None else self.frames[start:stop],
-                        None if self.keypoints is None else self.keypoints[start:stop])
-
-
-def read_movement(path: str | Path, loaded: Loaded, progress: bool = False) -> Movement:
-    """Decode a video with the checkpoint's settings (frame rate, size, gray, features).
-
-    Keypoints come from the synthetic dancer's sidecar when there is one, else from MediaPipe Pose.
-    Raises video.MediaError (one line) for a file that cannot be read.
-    """
-    data, config = loaded.data_config, loaded.model.config
-    frames = keypoints = None
-    if config.uses_frames:
-        size = (data["frame_size"], data["frame_size"])
-        frames = video.read_frames(path, fps=data["fps"], size=size, gray=data["gray"])
-    if config.uses_keypoints:
-        from movenet import pose
-
-        n_frames = len(frames) if frames is not None else sum(1 for _ in video.iter_frames(path, data["fps"], (16, 16)))
-        sidecar = pose.read_sidecar(path)
-        if sidecar is not None:
-            keypoints = pose.keypoints_from_sidecar(sidecar, n_frames, data["fps"])
-        else:
-            keypoints = pose.extract_keypoints(path, fps=data["fps"], progress=progress)[:n_frames]
-    return Movement(frames, keypoints)
+    def generate(self, cond_rows: np.ndarray, state, temperature: float, u: np.ndarray,
+                 threads: int = 1) -> np.ndarray:
+        """cond_rows [B, n_rows, L * G] (row 0 = the frame of the next sample), u float64 [B, n] -> codes uint8
+        [B, n]."""
 
 
 @dataclass
@@ -71,9 +53,9 @@ class TorchState:
     prev_codes: torch.Tensor  # [B] int64: the last code of each stream
 
 
-class TorchGenerator:
-    """The reference engine, with FastGenerator's interface: `MoveNet.step` one sample at a time (~1,500 samples/s
-    on one core, against ~44,000 for the compiled engine)."""
+class TorchEngine:
+    """The reference engine: `MoveNet.step` one sample at a time (~1,500 samples/s on one core; the compiled
+    engine is ~30x faster)."""
 
     name = "torch"
 
@@ -84,9 +66,9 @@ class TorchGenerator:
         cond0 = torch.from_numpy(np.ascontiguousarray(cond0, dtype=np.float32))
         return TorchState(self.model.init_state(cond0), torch.full((cond0.shape[0],), SILENCE, dtype=torch.int64))
 
+    @torch.no_grad()
     def generate(self, cond_rows: np.ndarray, state: TorchState, temperature: float, u: np.ndarray,
                  threads: int = 1) -> np.ndarray:
-        """cond_rows [B, n_rows, L*G] (row 0 = the frame of the next sample), u [B, n] -> codes uint8 [B, n]."""
         rows = torch.from_numpy(np.ascontiguousarray(cond_rows, dtype=np.float32))
         first = state.model_state.t // self.hop
         out = np.empty(u.shape, np.uint8)
@@ -100,54 +82,76 @@ class TorchGenerator:
         return out
 
 
-def make_engine(model: MoveNet, engine: str = "auto"):
-    """"fast" or "auto": the compiled FastGenerator; "torch": the reference step loop."""
-    if engine not in ("auto", "fast", "torch"):
-        raise ValueError(f"engine must be auto, fast or torch, got {engine!r}")
-    if engine == "torch":
-        return TorchGenerator(model)
-    return FastGenerator(model)
+def make_engine(model: MoveNet, engine: str = "fast") -> Engine:
+    """"fast": the compiled FastGenerator; "torch": the reference step loop."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    return TorchEngine(model) if engine == "torch" else FastGenerator(model)
 
 
-def soundtrack(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
-               seed: int = 0, engine: str = "auto", progress: bool = True) -> np.ndarray:
-    """Generate audio for the whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's rate.
+def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement], labels: Sequence[int | None],
+                    seeds: Sequence[int], temperature: float = 1.0, chunk_frames: int = CHUNK_FRAMES,
+                    threads: int = 1) -> Iterator[np.ndarray]:
+    """Soundtracks for B movements of equal length, generated side by side a chunk at a time, in memory that does
+    not grow with their length.
 
-    Memory stays flat in the video's length beyond the movement and the output: conditioning, uniforms and codes
-    are made a chunk at a time (`fastgen.generate_iter`).
+    Per chunk of `chunk_frames` frames: its conditioning rows (`movement.condition`), one uniform per sample for
+    each stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as one draw), and
+    `engine.generate`. Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter); concatenated,
+    they equal one `engine.generate` over the whole movement with the same seeds.
     """
+    temperature = check_temperature(temperature)
+    if not len(movements) == len(labels) == len(seeds):
+        raise ValueError(f"{len(movements)} movements, {len(labels)} labels and {len(seeds)} seeds")
+    n_frames = movements[0].n_frames
+    if any(m.n_frames != n_frames for m in movements):
+        raise ValueError("movements generated side by side must have the same length")
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    state = None
+    for start in range(0, n_frames, chunk_frames):
+        stop = min(n_frames, start + chunk_frames)
+        cond = np.stack([condition(model, m, label, start, stop) for m, label in zip(movements, labels)])
+        if state is None:
+            state = engine.init_state(cond[:, 0])
+        u = np.stack([rng.random((stop - start) * engine.hop) for rng in rngs])
+        yield engine.generate(cond, state, temperature, u, threads)
+
+
+def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
+                   seed: int = 0, engine: str = "fast", progress: bool = True) -> np.ndarray:
+    """The soundtrack of a whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's sample rate."""
     from tqdm import tqdm
 
     model = loaded.model
-    hop = model.config.hop
-    generator = make_engine(model, engine)
-    wav = np.empty(movement.n_frames * hop, np.float32)
-    bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({generator.name})",
+    runner = make_engine(model, engine)
+    wav = np.empty(movement.n_frames * runner.hop, np.float32)
+    bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({runner.name})",
                disable=not progress, dynamic_ncols=True)
-    chunks = generate_iter(model, generator, movement.n_frames, [seed], temperature,
-                           frames=None if movement.frames is None else movement.frames[None],
-                           keypoints=None if movement.keypoints is None else movement.keypoints[None],
-                           labels=None if label is None else np.array([label]), chunk_frames=CHUNK_FRAMES)
     done = 0
-    with torch.no_grad():
-        for codes in chunks:
-            wav[done: done + codes.shape[1]] = audio.mu_law_decode(codes[0])
-            done += codes.shape[1]
-            bar.update(codes.shape[1])
+    for codes in generate_chunks(runner, model, [movement], [label], [seed], temperature):
+        wav[done: done + codes.shape[1]] = audio.mu_law_decode(codes[0])
+        done += codes.shape[1]
+        bar.update(codes.shape[1])
     bar.close()
     return wav
 
 
-def generate_file(loaded: Loaded, video_path: str | Path, outputs: list[Path], temperature: float = 1.0,
-                  seed: int = 0, style: str | None = None, engine: str = "auto", progress: bool = True) -> np.ndarray:
-    """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it)."""
-    movement = read_movement(video_path, loaded, progress)
-    wav = soundtrack(loaded, movement, loaded.label_index(style), temperature, seed, engine, progress)
-    sample_rate = loaded.data_config["sample_rate"]
+def write_outputs(loaded: Loaded, video_path: str | Path, wav: np.ndarray, outputs: Sequence[Path]) -> None:
+    """Each of `outputs`: .wav the audio; .mp4 the video with it (video stream copied where MP4 allows)."""
+    sample_rate = loaded.inputs.sample_rate
     for out in outputs:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".wav":
             audio.write_wav(out, wav, sample_rate)
         else:
             video.mux_audio(video_path, wav, sample_rate, out)
+
+
+def generate_file(loaded: Loaded, video_path: str | Path, outputs: Sequence[Path], temperature: float = 1.0,
+                  seed: int = 0, style: str | None = None, engine: str = "fast", progress: bool = True) -> np.ndarray:
+    """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it)."""
+    label = loaded.label_index(style)
+    movement = read_movement(video_path, loaded.inputs, progress)
+    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress)
+    write_outputs(loaded, video_path, wav, outputs)
     return wav

@@ -23,10 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from movenet import inputs
 from movenet.audio import SILENCE
+from movenet.inputs import FEATURES, InputConfig
 from movenet.nn import DilatedCausalConv, FrameEncoder, KeypointEncoder, ResidualBlock, TemporalConv
 
-FEATURES = ("frames", "keypoints", "both")
+# Settings the data fixes (its InputConfig and its styles), not the user: `ModelConfig.for_inputs` sets them.
+FROM_DATA = ("hop", "frame_size", "frame_channels", "n_joints", "n_labels", "n_classes")
 
 
 @dataclass
@@ -55,6 +58,20 @@ class ModelConfig:
     def __post_init__(self):
         if self.features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+
+    @classmethod
+    def for_inputs(cls, data: InputConfig, n_labels: int = 0, **settings) -> "ModelConfig":
+        """A model for data with these input settings and styles; `settings` the rest (features: what to listen
+        to, by default all the data provides). Raises InputMismatch if the data lacks those features."""
+        unexpected = sorted(set(settings) & set(FROM_DATA))
+        if unexpected:
+            raise ValueError(f"{', '.join(unexpected)} come from the prepared data set, not from the model config")
+        config = cls(**{**settings, "features": settings.get("features") or data.features, "hop": data.hop,
+                        "frame_size": data.frame_size, "frame_channels": data.channels,
+                        "n_joints": inputs.N_JOINTS, "n_labels": n_labels})
+        InputConfig(data.sample_rate, data.fps, data.frame_size, data.gray, config.features).require(
+            data, "the prepared set")
+        return config
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -88,11 +105,11 @@ class ModelConfig:
 
     @property
     def uses_frames(self) -> bool:
-        return self.features in ("frames", "both")
+        return inputs.uses_frames(self.features)
 
     @property
     def uses_keypoints(self) -> bool:
-        return self.features in ("keypoints", "both")
+        return inputs.uses_keypoints(self.features)
 
 
 @dataclass
@@ -203,15 +220,20 @@ class MoveNet(nn.Module):
         targets = codes[:, self.config.receptive_field:]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
+    def with_preroll(self, codes: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A clip's targets codes [B, T] and conditioning [B, T_v, ...] as `logits` inputs from its very start:
+        context_frames of pre-roll (silence, the first frame held) before them, and each input the sample before
+        its target. The last T outputs of `logits` on the result are the targets' logits."""
+        B = codes.shape[0]
+        n_pre = self.config.context_frames
+        silence = codes.new_full((B, n_pre * self.config.hop + 1), SILENCE)
+        held = cond[:, :1].expand(-1, n_pre, -1)
+        return torch.cat([silence, codes[:, :-1]], dim=1), torch.cat([held, cond], dim=1)
+
     def teacher_forced(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Logits for every sample of a clip from its start: codes [B, T] (the clip's targets), cond [B, T_v, ...]
         -> logits [B, T, Q]; logits[:, t] predicts codes[:, t] from codes[:, :t] after the pre-roll."""
-        B, T = codes.shape
-        n_pre = self.config.context_frames
-        silence = codes.new_full((B, n_pre * self.config.hop + 1), SILENCE)
-        inputs = torch.cat([silence, codes[:, :-1]], dim=1)  # [B, pre-roll + T]
-        held = cond[:, :1].expand(-1, n_pre, -1)
-        return self.logits(inputs, torch.cat([held, cond], dim=1))[:, -T:]
+        return self.logits(*self.with_preroll(codes, cond))[:, -codes.shape[1]:]
 
     # -- incremental generation -----------------------------------------------------------------------------------
 

@@ -3,7 +3,12 @@ with `step`), the gated residual block, per-frame conditioning, and the movement
 
 Shapes are channels-last, `[B, T, C]`, at audio rate and at frame rate alike: every 1x1 convolution is then a
 plain `F.linear` over the last axis (one large GEMM, the fastest layout on CPUs), and `step` works on `[B, C]`
-rows of the same layout, so each layer has one code path for training and for generation.
+rows of the same layout with the same weights.
+
+A residual layer is computed in four places, each for its own job: `_GatedResidualLayer` (training: a whole
+sequence, forward and backward by hand), `ResidualBlock.step` (generation one sample at a time, the reference),
+`ResidualBlock.steady` (the pre-roll's fixed point) and the compiled loop of `movenet.fastgen`. Tests bind them:
+step equals teacher forcing (tests/test_model.py) and the compiled loop equals step (tests/test_fastgen.py).
 
 Sequence convolutions here are *valid* (no padding): the output is shorter than the input by the convolution's
 history and starts at input position `history`. The model supplies real context (or its own pre-roll) instead of

@@ -3,10 +3,11 @@ movement; metric bars per condition) and the demo's generated-vs-true soundtrack
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from movenet.files import atomic_write
 
 
 def _figure():
@@ -22,9 +23,8 @@ def save_figure(fig, path: str | Path) -> Path:
     """Save atomically (temp name, then rename) and close the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     _figure().close(fig)
     return path
 

@@ -1,7 +1,7 @@
 """2D body keypoints: one 15-joint layout for real videos (MediaPipe Pose) and synthetic clips (their sidecar).
 
 Keypoints are float32 [T, J=15, 3] per video frame at the prepared frame rate, joints in `JOINTS` order (the
-synthetic dancer's layout, `synth.JOINTS`), each (x, y, visibility):
+synthetic dancer's layout, `inputs.JOINTS`), each (x, y, visibility):
     x, y        normalized image coordinates in [0, 1]: x / width to the right, y / height downward
     visibility  in [0, 1]; 0 means "not seen" (no person, or the joint lies outside the image), and then x = y = 0
 
@@ -32,9 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from movenet import video
-from movenet.synth import JOINTS
-
-N_JOINTS = len(JOINTS)
+from movenet.inputs import FPS, JOINTS, N_JOINTS
 
 # MediaPipe Pose landmark indices per joint (JOINTS order); two indices mean the midpoint of the pair.
 LANDMARKS = {
@@ -158,7 +156,7 @@ def _fraction(rate) -> Fraction:
     return Fraction(str(rate)) if isinstance(rate, float) else Fraction(rate)
 
 
-def keypoints_from_sidecar(sidecar: dict, n_frames: int, fps=video.FPS) -> np.ndarray:
+def keypoints_from_sidecar(sidecar: dict, n_frames: int, fps=FPS) -> np.ndarray:
     """The synthetic dancer's true joints as keypoints, resampled to `fps`.
 
     Output frame k holds source frame floor(k * sidecar_fps / fps), the latest one whose timestamp is <= k / fps,
@@ -201,7 +199,7 @@ class OneEuroFilter:
     <= t alone.
     """
 
-    def __init__(self, fps=video.FPS, min_cutoff_hz: float = MIN_CUTOFF_HZ, beta: float = BETA,
+    def __init__(self, fps=FPS, min_cutoff_hz: float = MIN_CUTOFF_HZ, beta: float = BETA,
                  d_cutoff_hz: float = D_CUTOFF_HZ, n_joints: int = N_JOINTS):
         self.dt = 1.0 / float(fps)
         self.min_cutoff_hz, self.beta, self.d_cutoff_hz = min_cutoff_hz, beta, d_cutoff_hz
@@ -228,7 +226,7 @@ class OneEuroFilter:
         return out
 
 
-def smooth(keypoints: np.ndarray, fps=video.FPS, **filter_args) -> np.ndarray:
+def smooth(keypoints: np.ndarray, fps=FPS, **filter_args) -> np.ndarray:
     """Run a fresh OneEuroFilter over a whole sequence: float [T, J, 3] -> float32 [T, J, 3] (causal)."""
     filt = OneEuroFilter(fps, n_joints=np.shape(keypoints)[1], **filter_args)
     return np.stack([filt(k) for k in keypoints]) if len(keypoints) else np.zeros(np.shape(keypoints), np.float32)
@@ -245,7 +243,7 @@ class PoseTracker:
     frame. A frame without a person gives visibility 0 everywhere. Use as a context manager, or call close().
     """
 
-    def __init__(self, fps=video.FPS, smoothing: bool = True):
+    def __init__(self, fps=FPS, smoothing: bool = True):
         mp = import_mediapipe()
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=False, model_complexity=MODEL_COMPLEXITY, smooth_landmarks=False,
@@ -293,7 +291,7 @@ def bounded_size(width: int | None, height: int | None, max_side: int | None = M
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def extract_keypoints(path, fps=video.FPS, max_side: int | None = MAX_SIDE, smoothing: bool = True,
+def extract_keypoints(path, fps=FPS, max_side: int | None = MAX_SIDE, smoothing: bool = True,
                       max_frames: int | None = None, progress: bool = True) -> np.ndarray:
     """Keypoints of a real video with MediaPipe Pose, one per frame of video.iter_frames(path, fps).
 

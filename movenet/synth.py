@@ -30,23 +30,16 @@ which would let the future change the past); peaks land near, never above, 0.9.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from movenet.files import write_json
+from movenet.inputs import JOINTS
+
 FORMAT_VERSION = 1
 
-# The figure faces the viewer, so its right side ("r_") is on the image's left.
-JOINTS = (
-    "head", "neck", "pelvis",
-    "l_shoulder", "l_elbow", "l_hand",
-    "r_shoulder", "r_elbow", "r_hand",
-    "l_hip", "l_knee", "l_foot",
-    "r_hip", "r_knee", "r_foot",
-)
 J = {name: i for i, name in enumerate(JOINTS)}
 
 # Bones drawn as thick segments: (joint a, joint b, half-width in units of size/128).
@@ -462,13 +455,6 @@ def clip_sidecar(clip: Clip) -> dict:
     }
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, separators=(",", ":"))
-    os.replace(tmp, path)
-
-
 def clip_seed(seed: int, index: int) -> int:
     """Per-clip seed derived from (data set seed, clip index): stable and well mixed."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
@@ -500,5 +486,5 @@ def write_dataset(out_dir, n_clips: int, seconds: float, seed: int, styles=STYLE
         clip = generate_clip(seconds, clip_seed(seed, i), style, fps=fps, size=size,
                              sample_rate=sample_rate)
         write_video(mp4, clip.frames, fps, clip.audio, sample_rate)
-        _write_json_atomic(side, clip_sidecar(clip))  # json last: its presence marks a complete clip
+        write_json(side, clip_sidecar(clip), indent=None)  # json last: its presence marks a complete clip
     return paths

@@ -17,8 +17,8 @@ with `torch.load(..., weights_only=True)`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from movenet import checkpoint
-from movenet.data import ClipDataset, DataError, load_manifest
+from movenet.data import ClipDataset, DataError, data_config_from_manifest, load_manifest
+from movenet.files import write_json
+from movenet.inputs import InputConfig
 from movenet.model import ModelConfig
-
-LN2 = math.log(2.0)
 
 
 def default_precision() -> str:
@@ -60,21 +60,6 @@ class TrainConfig:
     log_every: int = 10
 
 
-def build_model_config(manifest: dict, overrides: dict, style: bool = True) -> ModelConfig:
-    """The model's settings: what the data fixes (hop, frame size and channels, features, styles) plus overrides."""
-    data = manifest["data"]
-    from movenet.data import DataConfig
-
-    dc = DataConfig(**data)
-    labels = manifest["labels"]
-    fixed = dict(hop=dc.hop, frame_size=dc.frame_size, frame_channels=dc.channels,
-                 n_labels=len(labels) if style and len(labels) > 1 else 0)
-    features = overrides.pop("features", None) or dc.features
-    if features != dc.features and dc.features != "both":
-        raise DataError(f"the prepared set stores {dc.features}, not {features}: prepare it with --features {features}")
-    return ModelConfig(**{**overrides, **fixed, "features": features})
-
-
 def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | None = None,
           config: TrainConfig | None = None, resume: bool = False, force: bool = False,
           progress: bool = True) -> Path:
@@ -91,6 +76,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     config = config or TrainConfig()
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     manifest = load_manifest(data_dir)
+    data = data_config_from_manifest(manifest)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     config_path = run_dir / "config.json"
@@ -99,6 +85,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
             raise FileNotFoundError(f"{last}: nothing to resume (train without --resume to start)")
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model"])
+        InputConfig.from_dict(saved["data"]).require(data, str(data_dir))
         changed = _changed(config)
         for key in ("max_steps", "max_minutes"):
             if changed.get(key, saved["train"][key]) != saved["train"][key]:
@@ -110,18 +97,17 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
             raise FileExistsError(f"{run_dir}: already holds a run; --resume to continue it or --force to start over")
         for old in (ckpt_dir, run_dir / "logs"):  # --force: the old run's files would mix with the new ones
             shutil.rmtree(old, ignore_errors=True)
-        model_config = build_model_config(manifest, dict(model_overrides or {}), config.style)
-    data_config = {k: manifest["data"][k] for k in checkpoint.DATA_KEYS}
+        n_labels = len(manifest["labels"]) if config.style and len(manifest["labels"]) > 1 else 0
+        model_config = ModelConfig.for_inputs(data, n_labels, **(model_overrides or {}))
+    inputs = dataclasses.replace(InputConfig.from_dict(asdict(data)), features=model_config.features)
     labels = manifest["labels"] if model_config.n_labels else []
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        from movenet.data import write_json_atomic
-
-        write_json_atomic(config_path, {"model": model_config.to_dict(), "train": asdict(config),
-                                        "data": data_config, "labels": labels, "data_dir": str(data_dir)})
+        write_json(config_path, {"model": model_config.to_dict(), "train": asdict(config),
+                                 "data": inputs.to_dict(), "labels": labels, "data_dir": str(data_dir)})
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    fps = manifest["data"]["fps"]
+    fps = data.fps
     crop_frames = max(1, round(config.crop_seconds * fps))
     train_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed,
                             labels=manifest["labels"])
@@ -156,7 +142,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         log_every_n_steps=config.log_every, enable_progress_bar=progress, plugins=[AtomicWeightsOnlyIO()],
         default_root_dir=run_dir, enable_model_summary=progress, num_sanity_val_steps=0,
     )
-    module = MoveNetModule(model_config.to_dict(), asdict(config), data_config, labels)
+    module = MoveNetModule(model_config.to_dict(), asdict(config), inputs.to_dict(), labels)
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
     # The checkpoint callback saves at validation; a time budget can end a run between two, so save the end state.
     trainer.save_checkpoint(last, weights_only=False)  # the full state: optimizer, schedule, loops
@@ -165,10 +151,10 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         return run_dir / "model.pt"
     # Export the best weights (by validation loss) for generation.
     source = Path(best.best_model_path) if best.best_model_path else last
-    state = torch.load(source, map_location="cpu", weights_only=True)
+    state = checkpoint.read_weights_only(source, "cpu", "movenet training checkpoint")
     module.load_state_dict(state["state_dict"])
     val_bits = float(best.best_model_score) if best.best_model_score is not None else None
-    exported = checkpoint.save(run_dir / "model.pt", module.model.cpu(), data_config, labels, step=state["global_step"],
+    exported = checkpoint.save(run_dir / "model.pt", module.model.cpu(), inputs, labels, step=state["global_step"],
                                metrics={"val_bits": val_bits, "precision": precision, "source": source.name})
     metrics_csvs = sorted((run_dir / "logs" / "csv").glob("version_*/metrics.csv"),
                           key=lambda p: int(p.parent.name.split("_")[1]))

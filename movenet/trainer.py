@@ -1,10 +1,10 @@
 """The Lightning side of training: the LightningModule around MoveNet, and checkpoint I/O that is atomic and
-weights-only. `movenet.train` drives them."""
+weights-only. `movenet.train` drives them; nothing here imports it (the settings arrive as plain dicts, which
+is also what the checkpoints keep)."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -12,18 +12,22 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from movenet.checkpoint import read_weights_only
+from movenet.files import atomic_write
 from movenet.model import ModelConfig, MoveNet
-from movenet.train import LN2, TrainConfig
+
+LN2 = math.log(2.0)  # nats per bit
 
 
 class MoveNetModule(L.LightningModule):
     """The model, its loss in bits per sample, AdamW with a OneCycle schedule."""
 
     def __init__(self, model_config: dict, train_config: dict, data_config: dict, labels: list):
+        """train_config: train.TrainConfig as a dict (lr, weight_decay, max_steps and max_minutes are read here)."""
         super().__init__()
         self.save_hyperparameters()  # plain dicts and lists only: checkpoints stay weights-only loadable
         self.model = MoveNet(ModelConfig.from_dict(model_config))
-        self.train_config = TrainConfig(**train_config)
+        self.train_config = dict(train_config)
         self._last_time = None
         self._started, self._earlier_seconds = None, 0.0
 
@@ -56,7 +60,7 @@ class MoveNetModule(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.train_config
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: one_cycle(self.progress(step)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -64,9 +68,9 @@ class MoveNetModule(L.LightningModule):
         """How far the run is, 0..1: by steps, or by the time budget if that runs out first. The learning-rate
         schedule follows it, so a run cut by --max-minutes still completes its schedule."""
         cfg = self.train_config
-        done = step / cfg.max_steps
-        if cfg.max_minutes:
-            done = max(done, self.train_seconds() / (60 * cfg.max_minutes))
+        done = step / cfg["max_steps"]
+        if cfg["max_minutes"]:
+            done = max(done, self.train_seconds() / (60 * cfg["max_minutes"]))
         return min(done, 1.0)
 
     def train_seconds(self) -> float:
@@ -102,15 +106,11 @@ class AtomicWeightsOnlyIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_write(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        return read_weights_only(Path(path), map_location or "cpu", "movenet training checkpoint")
 
 
 class SaveOnInterrupt(L.Callback):

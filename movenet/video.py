@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,8 +20,8 @@ from typing import Iterator
 import av
 import numpy as np
 
-FPS = 25
-FRAME_SIZE = 64
+from movenet.files import atomic_write
+from movenet.inputs import FPS, FRAME_SIZE, hop_length  # noqa: F401 (hop_length: part of the media API)
 
 # Codecs we stream-copy into MP4 in mux_audio. Anything else (msmpeg4, cinepak,
 # and mpeg4-part-2 from AVI, whose packed B-frames come without usable pts) is
@@ -42,18 +40,6 @@ class MediaError(Exception):
     def __init__(self, reason: str):
         # Keep the message to one line whatever FFmpeg said.
         super().__init__(" ".join(str(reason).split()))
-
-
-def hop_length(sample_rate: int = 16000, fps: int = FPS) -> int:
-    """Audio samples per video frame; 16000 Hz / 25 fps -> 640.
-
-    Raises ValueError unless sample_rate / fps is a whole number, so that
-    audio and frames stay exactly aligned.
-    """
-    ratio = Fraction(sample_rate) / Fraction(fps)
-    if ratio.denominator != 1 or ratio <= 0:
-        raise ValueError(f"sample_rate {sample_rate} is not a whole multiple of fps {fps}")
-    return int(ratio)
 
 
 @dataclass
@@ -307,14 +293,6 @@ def read_clip(
     return frames[:t_v], audio[: t_v * hop]
 
 
-def _temp_path(path: Path) -> Path:
-    # Same directory (so os.replace is atomic) and same suffix (so FFmpeg picks
-    # the container format from the name).
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def _add_h264(out, fps, width: int, height: int):
     vs = out.add_stream("libx264", rate=Fraction(fps))
     vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
@@ -364,21 +342,16 @@ def write_video(
     _, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"width/height must be even for yuv420p, got {w}x{h}")
-    tmp = _temp_path(path)
-    try:
-        with av.open(str(tmp), mode="w") as out:
-            vs = _add_h264(out, fps, w, h)
-            aus = _add_aac(out, sample_rate) if audio is not None else None
-            for img in frames:
-                for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    out.mux(pkt)
-            for pkt in vs.encode(None):
+    with atomic_write(path) as tmp, av.open(str(tmp), mode="w") as out:
+        vs = _add_h264(out, fps, w, h)
+        aus = _add_aac(out, sample_rate) if audio is not None else None
+        for img in frames:
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(pkt)
-            if aus is not None:
-                _feed_audio(out, aus, audio, sample_rate)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        for pkt in vs.encode(None):
+            out.mux(pkt)
+        if aus is not None:
+            _feed_audio(out, aus, audio, sample_rate)
 
 
 def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
@@ -399,9 +372,8 @@ def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
         copy = vin.codec_context.name in _MP4_COPY_CODECS
         rate = vin.average_rate or vin.guessed_rate or Fraction(FPS)
         w, h = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2
-        tmp = _temp_path(out_path)
         try:
-            with av.open(str(tmp), mode="w") as out:
+            with atomic_write(out_path) as tmp, av.open(str(tmp), mode="w") as out:
                 if copy:
                     vout = out.add_stream_from_template(vin)
                 else:
@@ -420,8 +392,5 @@ def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
                     for pkt in vout.encode(None):
                         out.mux(pkt)
                 _feed_audio(out, aus, wav, sample_rate)
-            os.replace(tmp, out_path)
         except av.error.FFmpegError as err:
             raise MediaError(f"cannot write {out_path.name}: {_reason(err)}") from err
-        finally:
-            tmp.unlink(missing_ok=True)

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from movenet import checkpoint
+from movenet.data import DataConfig
 from movenet.demo import SHIPPED
+from movenet.inputs import InputConfig
 from movenet.model import ModelConfig, MoveNet
 from tests.test_model import tiny_config
 
@@ -14,23 +16,25 @@ DATA = {"sample_rate": 16000, "fps": 25, "frame_size": 16, "gray": True, "featur
 def test_round_trip_is_weights_only_and_plain(tmp_path):
     torch.manual_seed(0)
     model = MoveNet(tiny_config())
-    path = checkpoint.save(tmp_path / "model.pt", model, {**DATA, "valid_fraction": 0.1}, ["a", "b", "c"], step=7,
-                           metrics={"val_bits": torch.tensor(3.5)})
+    path = checkpoint.save(tmp_path / "model.pt", model, DataConfig(**DATA, valid_fraction=0.2), ["a", "b", "c"],
+                           step=7, metrics={"val_bits": torch.tensor(3.5)})
     payload = torch.load(path, weights_only=True)
     assert payload["metrics"] == {"val_bits": 3.5} and payload["data_config"] == DATA
     loaded = checkpoint.load(path)
     assert loaded.model.config == model.config and loaded.step == 7 and not loaded.model.training
     for (name, a), b in zip(model.state_dict().items(), loaded.model.state_dict().values()):
         assert torch.equal(a, b), name
+    assert loaded.inputs == InputConfig(**DATA)
     assert loaded.label_index("b") == 1 and loaded.label_index(None) == 0
     with pytest.raises(checkpoint.CheckpointError, match="unknown style"):
         loaded.label_index("tango")
+    assert loaded.label_index("tango", unknown="first") == 0  # a data folder's label the model never saw
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path):
     torch.manual_seed(0)
-    good = checkpoint.save(tmp_path / "good.pt", MoveNet(tiny_config()), DATA, [])
+    good = checkpoint.save(tmp_path / "good.pt", MoveNet(tiny_config()), InputConfig(**DATA), [])
     (tmp_path / "text.pt").write_text("not a checkpoint")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:2000])
@@ -54,6 +58,6 @@ def test_the_shipped_demo_checkpoint():
     assert (config.residual_channels, config.gate_channels, config.n_layers) == (32, 64, 20)
     # keypoints: the body's joints (synthetic sidecars here, MediaPipe Pose on real videos) and three styles
     assert config.features == "keypoints" and config.n_labels == 3 and loaded.labels == sorted(loaded.labels)
-    assert {k: loaded.data_config[k] for k in ("sample_rate", "fps")} == {"sample_rate": 16000, "fps": 25}
+    assert (loaded.inputs.sample_rate, loaded.inputs.fps, loaded.inputs.features) == (16000, 25, "keypoints")
     assert loaded.metrics["val_bits"] < 4.0  # trained: far below the 8 bits of a uniform guess
     assert ModelConfig.from_dict(config.to_dict()) == config

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from movenet import audio, pose, synth
-from movenet.data import (ClipDataset, DataConfig, DataError, check_compatible, find_videos, load_manifest, open_clip,
-                          prepare)
+from movenet.data import (ClipDataset, DataConfig, DataError, data_config_from_manifest, find_videos, load_manifest,
+                          open_clip, prepare)
+from movenet.inputs import InputConfig, InputMismatch
 
 
 @pytest.fixture(scope="session")
@@ -99,11 +100,15 @@ def test_prepare_refuses_a_set_with_other_settings(synth_dir, prepared_dir):
         prepare(synth_dir, prepared_dir, DataConfig(frame_size=32), progress=False)
 
 
-def test_check_compatible_names_the_mismatch(prepared_dir):
-    manifest = load_manifest(prepared_dir)
-    check_compatible(manifest, {"sample_rate": 16000, "fps": 25})
-    with pytest.raises(DataError, match="fps=25 .model needs 30"):
-        check_compatible(manifest, {"fps": 30, "sample_rate": 16000})
+def test_the_compatibility_check_names_the_mismatch(prepared_dir):
+    data = data_config_from_manifest(load_manifest(prepared_dir))  # frames, 64 px, gray
+    InputConfig(features="frames").require(data, "set")
+    with pytest.raises(InputMismatch, match="set: fps=25 .the model needs 32"):
+        InputConfig(fps=32).require(data, "set")
+    with pytest.raises(InputMismatch, match="frame_size=64 .the model needs 32"):
+        InputConfig(frame_size=32).require(data, "set")
+    with pytest.raises(InputMismatch, match="prepare with --features keypoints"):
+        InputConfig(features="keypoints").require(data, "set")
 
 
 def test_prepare_skips_bad_and_video_only_files(synth_dir, real_videos_dir, tmp_path):

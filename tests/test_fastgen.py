@@ -20,7 +20,12 @@ from numba.core.runtime import _nrt_python, rtsys
 from tests.test_model import inputs, tiny_config
 
 from movenet.audio import SILENCE, mu_law_decode
-from movenet.fastgen import FastGenerator, _sample_row, condition_rows, generate_iter, sample_inverse_cdf
+from movenet.checkpoint import Loaded
+from movenet.inputs import InputConfig
+from movenet.fastgen import FastGenerator
+from movenet.generate import generate_chunks
+from movenet.movement import Movement, condition
+from movenet.sampling import sample_inverse_cdf
 from movenet.kernels import exp_nonpositive, gate, matmul_acc, sigmoid, tanh
 from movenet.model import ModelConfig, MoveNet
 from movenet.stream import Streamer
@@ -147,41 +152,6 @@ def test_matmul_acc_matches_numpy(B):
     expected = wide[:, 64:] + x.astype(np.float64) @ w[:, 64:]
     matmul_acc(wide[:, 64:], x, w[:, 64:])
     np.testing.assert_allclose(wide[:, 64:], expected, rtol=1e-5, atol=1e-4)
-
-
-# -- the sampling policy ----------------------------------------------------------------------------------------------
-
-
-def test_sampling_policy():
-    logits = np.array([[0.0, 1.0, 1.0, -np.inf], [2.0, 0.0, 0.0, 0.0]], dtype=np.float32)
-    assert sample_inverse_cdf(logits, 0, np.zeros(2)).tolist() == [1, 0]  # argmax, first maximum
-    assert sample_inverse_cdf(logits, 1.0, np.zeros(2)).tolist() == [0, 0]  # u = 0: the first class with mass
-    assert sample_inverse_cdf(logits, 1.0, np.full(2, 1 - 1e-17)).tolist() == [2, 3]  # never a class without mass
-    p = np.exp(logits[1].astype(np.float64) / 0.5)
-    p /= p.sum()
-    u = np.random.default_rng(0).random(200_000)
-    counts = np.bincount(sample_inverse_cdf(np.repeat(logits[1:], u.size, 0), 0.5, u), minlength=4) / u.size
-    np.testing.assert_allclose(counts, p, atol=3e-3)
-    with pytest.raises(ValueError, match="temperature"):
-        sample_inverse_cdf(logits, -1.0, np.zeros(2))
-
-
-@pytest.mark.parametrize("temperature", [0.0, 0.3, 1.0, 2.5])
-def test_compiled_sampler_equals_the_numpy_policy(temperature):
-    rng = np.random.default_rng(1)
-    logits = (rng.standard_normal((2000, 256)) * 3).astype(np.float32)
-    u = rng.random(2000)
-    expected = sample_inverse_cdf(logits, temperature, u)
-    cdf, bits = np.empty(256), np.empty((2, 256), np.int64)
-    got = np.array([_sample_row(logits[i], temperature, u[i], cdf, bits) for i in range(len(u))])
-    np.testing.assert_array_equal(got, expected)
-
-
-def test_uniforms_drawn_in_pieces_are_one_draw():
-    """The policy draws u = default_rng(seed).random(n): pieces of it (frame by frame) are the same numbers."""
-    rng = np.random.default_rng(7)
-    pieces = np.concatenate([rng.random(n) for n in (640, 1, 639, 1280)])
-    np.testing.assert_array_equal(pieces, np.random.default_rng(7).random(2560))
 
 
 # -- equality with the PyTorch reference ------------------------------------------------------------------------------
@@ -323,12 +293,15 @@ def test_streamer_plays_what_generate_makes_from_the_whole_video(features, label
     gen = FastGenerator(model)
     codes = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 0.9,
                          np.random.default_rng(42).random((1, n_frames * c.hop)))
-    streamer = Streamer(model, labels=labels, temperature=0.9, seed=42, generator=gen)
+    styles = ["a", "b", "c"] if labels is not None else []
+    loaded = Loaded(model, InputConfig(sample_rate=c.hop * 25, fps=25, frame_size=c.frame_size, features=features),
+                    styles)
+    streamer = Streamer(loaded, style=styles[labels] if styles else None, temperature=0.9, seed=42, generator=gen)
     movement_ = frames[0].numpy() if c.uses_frames else keypoints[0].numpy()
     played = [streamer.push(movement_[k]) for k in range(n_frames)]
     assert all(a.dtype == np.float32 and a.shape == (c.hop,) for a in played)
     np.testing.assert_array_equal(np.concatenate(played), mu_law_decode(codes[0]))
-    assert streamer.frame_period == c.hop / 16000
+    assert streamer.frame_period == 1 / 25  # hop samples at the checkpoint's sample rate
     assert streamer.frame_period < streamer.latency < streamer.frame_period + 1.0
 
 
@@ -339,13 +312,14 @@ def test_chunked_conditioning_and_generation_equal_the_whole_video():
     _, frames, keypoints, labels = inputs(c, n_frames * c.hop, batch=2, seed=3)
     with torch.no_grad():
         cond = model.condition(frames, keypoints, labels).numpy()
-    chunks = [condition_rows(model, s, min(s + 5, n_frames), frames, keypoints, labels) for s in range(0, n_frames, 5)]
+    movements = [Movement(frames[b].numpy(), keypoints[b].numpy()) for b in range(2)]
+    chunks = [np.stack([condition(model, m, int(label), s, min(s + 5, n_frames)) for m, label in zip(movements, labels)])
+              for s in range(0, n_frames, 5)]
     np.testing.assert_allclose(np.concatenate(chunks, axis=1), cond, rtol=1e-6, atol=1e-6)
     gen = FastGenerator(model)
     u = np.stack([np.random.default_rng(s).random(n_frames * c.hop) for s in (8, 9)])
     whole = gen.generate(cond, gen.init_state(cond[:, 0]), 1.0, u)
-    pieces = list(generate_iter(model, gen, n_frames, seeds=(8, 9), frames=frames.numpy(),
-                                keypoints=keypoints.numpy(), labels=labels, chunk_frames=5))
+    pieces = list(generate_chunks(gen, model, movements, [int(x) for x in labels], seeds=(8, 9), chunk_frames=5))
     assert [p.shape[1] for p in pieces] == [5 * c.hop] * 4 + [3 * c.hop]
     np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
 

@@ -38,8 +38,8 @@ def test_train_writes_checkpoints_that_load_weights_only_and_a_loss_curve(prepar
         assert state["global_step"] == 6 and state["optimizer_states"] and state["lr_schedulers"]
     loaded = checkpoint.load(exported)
     assert loaded.model.config.residual_channels == 16 and loaded.model.config.n_labels == 3
-    assert loaded.data_config == {"sample_rate": 16000, "fps": 25, "frame_size": 64, "gray": True,
-                                  "features": "frames"}
+    assert loaded.inputs.to_dict() == {"sample_rate": 16000, "fps": 25, "frame_size": 64, "gray": True,
+                                       "features": "frames"}
     assert sorted(loaded.labels) == sorted(synth.STYLES) and loaded.step == 6
     assert loaded.metrics["val_bits"] is not None and 0 < loaded.metrics["val_bits"] < 9
     assert (run / "loss.png").stat().st_size > 10_000

@@ -1,0 +1,166 @@
+"""Generation speed and memory (`movenet bench`, benchmarks/bench_generate.py): the compiled engine for one stream
+and for batches, the PyTorch step loop as a same-run reference, and the peak memory of a long video.
+
+Only the bench command and benchmarks import this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numba
+import numpy as np
+import torch
+
+from movenet.audio import SAMPLE_RATE, SILENCE
+from movenet.fastgen import FastGenerator
+from movenet.generate import generate_chunks
+from movenet.model import ModelConfig, MoveNet
+from movenet.movement import Movement, condition
+from movenet.sampling import sample_inverse_cdf
+
+
+def random_movement(config: ModelConfig, n_frames: int, seed: int = 0) -> Movement:
+    """Random frames and/or keypoints of the shapes a model of `config` listens to (speed does not depend on them)."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (n_frames, config.frame_size, config.frame_size, config.frame_channels),
+                          dtype=np.uint8) if config.uses_frames else None
+    keypoints = rng.random((n_frames, config.n_joints, 3), dtype=np.float32) if config.uses_keypoints else None
+    return Movement(frames, keypoints)
+
+
+def _pin(threads: int) -> tuple[set, list[int]]:
+    """Restrict this process to `threads` of its CPUs (numba, torch likewise); returns the old affinity and the new."""
+    old = os.sched_getaffinity(0)
+    cpus = sorted(old)[-threads:]  # the last ones: CPU 0 tends to take interrupts and housekeeping
+    os.sched_setaffinity(0, cpus)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
+    return old, cpus
+
+
+def _rate(run, n_per_call: int, seconds: float, min_calls: int = 3) -> float:
+    """Items per second of run() (n_per_call items per call), timed for at least `seconds` after one warm-up call."""
+    run()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        run()
+        calls += 1
+    return calls * n_per_call / (time.perf_counter() - start)
+
+
+def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_sizes=(1, 8, 32), threads: int = 1,
+              reference_seconds: float = 3.0, long_seconds: float = 600.0, chunk_frames: int = 250,
+              seed: int = 0) -> dict:
+    """Generation speed and memory, as a JSON-ready dict (`benchmarks/bench_generate.py` prints it).
+
+    - "fast": per batch size B, samples/s in total and per stream and the real-time factors (samples/s / 16 kHz),
+      generating 5 frames per call for >= `seconds` after a warm-up, streams in lockstep on `threads` threads;
+    - "reference": the PyTorch loop (`MoveNet.step` + `sample_inverse_cdf`, one stream) for `reference_seconds`,
+      the same-run yardstick: "speedup" is one fast stream over it, robust to a busy machine where absolute rates
+      are not;
+    - "long": `long_seconds` of audio (default 10 min) for one stream from a video's frames, chunk by chunk with
+      `generate.generate_chunks`, then decoded and written as a WAV, in a fresh process: the resident memory before
+      generating (Python, torch, numba, the model and the video's frames), the peak up to the end of generation,
+      and the peak with the decoding and writing of the whole WAV at once; 0 skips it.
+    The process is pinned to `threads` CPUs meanwhile (restored after); the load average tells how busy the machine
+    was. The model has random weights (speed does not depend on them), the default config unless one is given.
+    """
+    config = config or ModelConfig()
+    old_affinity, cpus = _pin(threads)
+    old_torch_threads = torch.get_num_threads()
+    try:
+        torch.manual_seed(seed)
+        model = MoveNet(config).eval()
+        gen = FastGenerator(model)
+        n_cond = 25
+        rng = np.random.default_rng(seed)
+        cond1 = condition(model, random_movement(config, n_cond, seed), 0 if config.n_labels else None)[None]
+        results = {
+            "config": config.to_dict(), "threads": threads, "cpus": cpus, "load_average": os.getloadavg(),
+            "weight_bytes": gen.n_weight_bytes, "flops_per_sample": 2 * gen.macs_per_sample,
+            "numba": numba.__version__, "torch": torch.__version__, "fast": [],
+        }
+        hop, chunk = config.hop, 5
+        for B in batch_sizes:
+            cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
+            state = gen.init_state(cond[:, 0])
+            u = rng.random((B, chunk * hop))
+
+            def run():
+                if state.t + chunk * hop > n_cond * hop:  # cycle through the frames
+                    state.t = 0
+                gen.generate(cond[:, state.t // hop: state.t // hop + chunk], state, 1.0, u, threads)
+
+            rate = _rate(run, B * chunk * hop, seconds)
+            results["fast"].append({"batch": B, "samples_per_s": round(rate), "per_stream_samples_per_s": round(rate / B),
+                                    "realtime_factor": round(rate / SAMPLE_RATE, 2),
+                                    "per_stream_realtime_factor": round(rate / B / SAMPLE_RATE, 2)})
+        cond_t = torch.from_numpy(cond1)
+        ref_state = model.init_state(cond_t[:, 0])
+        prev = torch.full((1,), SILENCE)
+
+        def ref_step():
+            nonlocal prev
+            logits, _ = model.step(prev, cond_t[:, (ref_state.t // hop) % n_cond], ref_state)
+            prev = torch.from_numpy(sample_inverse_cdf(logits.numpy(), 1.0, rng.random(1)))
+
+        ref_rate = _rate(ref_step, 1, reference_seconds, min_calls=20)
+        results["reference"] = {"batch": 1, "samples_per_s": round(ref_rate),
+                                "realtime_factor": round(ref_rate / SAMPLE_RATE, 3)}
+        one = [r for r in results["fast"] if r["batch"] == 1]
+        if one:
+            results["speedup"] = round(one[0]["samples_per_s"] / ref_rate, 1)
+        results["load_average_after"] = os.getloadavg()
+    finally:
+        os.sched_setaffinity(0, old_affinity)
+        torch.set_num_threads(old_torch_threads)
+    if long_seconds > 0:
+        code = (f"import json, movenet.bench as b; print(json.dumps(b._long_run({config.to_dict()!r}, "
+                f"{long_seconds}, {chunk_frames}, {threads}, {seed})))")
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+        results["long"] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process, MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _long_run(config: dict, seconds: float, chunk_frames: int, threads: int, seed: int) -> dict:
+    """`benchmark`'s long run, in a process of its own so that its peak resident memory is its own."""
+    import tempfile
+
+    from movenet.audio import mu_law_decode, write_wav
+
+    _pin(threads)
+    c = ModelConfig.from_dict(config)
+    torch.manual_seed(seed)
+    model = MoveNet(c).eval()
+    gen = FastGenerator(model)
+    n_frames = int(round(seconds * SAMPLE_RATE / c.hop))
+    movement = random_movement(c, n_frames, seed)
+    label = 0 if c.n_labels else None
+    list(generate_chunks(gen, model, [movement.window(0, 1)], [label], [seed]))  # compile/load
+    rss_before = _rss_mb()
+    start = time.perf_counter()
+    chunks = list(generate_chunks(gen, model, [movement], [label], [seed], 1.0, chunk_frames, threads))
+    wall = time.perf_counter() - start
+    peak_generating = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    with tempfile.TemporaryDirectory() as tmp:  # decoded whole, as a caller holding all codes would
+        write_wav(os.path.join(tmp, "long.wav"), mu_law_decode(np.concatenate(chunks, axis=1)[0]))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_samples = n_frames * c.hop
+    return {"seconds_of_audio": seconds, "frames": n_frames, "chunk_frames": chunk_frames,
+            "movement_input_mb": round(sum(a.nbytes for a in (movement.frames, movement.keypoints) if a is not None)
+                                       / 2**20, 1),
+            "rss_before_generating_mb": round(rss_before), "peak_rss_generating_mb": round(peak_generating),
+            "peak_rss_with_wav_mb": round(peak),
+            "generate_wall_s": round(wall, 1), "samples_per_s": round(n_samples / wall)}

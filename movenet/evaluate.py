@@ -199,12 +199,14 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
         frames = clip.movement.frames
         if kp is None and frames is None:
             frames = video.read_frames(clip.source, fps=fps)
-        scores = metrics.clip_metrics(wav, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar)
+        truth = None if clip.codes is None else audio.mu_law_decode(clip.codes)
+        scores = metrics.clip_metrics(wav, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar,
+                                      reference_wav=truth)
         metric_rows.append({"condition": "model", "clip": clip.name, **scores})
         entry = {"clip": clip.name, "model": scores}
-        truth = None if clip.codes is None else audio.mu_law_decode(clip.codes)
         if truth is not None:
-            gt = metrics.clip_metrics(truth, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar)
+            gt = metrics.clip_metrics(truth, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar,
+                                      reference_wav=truth)  # perfect on the reference metrics: the upper bound
             metric_rows.append({"condition": "ground truth", "clip": clip.name, **gt})
             entry["ground_truth"] = gt
         else:
@@ -212,7 +214,8 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
         other = _other(clip, [c for c in pool if c.codes is not None])
         if other is not None:
             chance_wav = audio.mu_law_decode(_fit_codes(other.codes, len(wav)))
-            chance = metrics.clip_metrics(chance_wav, sr, fps, frames=frames, keypoints=kp, sidecar=clip.sidecar)
+            chance = metrics.clip_metrics(chance_wav, sr, fps, frames=frames, keypoints=kp,
+                                          sidecar=clip.sidecar, reference_wav=truth)
             metric_rows.append({"condition": "chance", "clip": clip.name, **chance})
             entry["chance"] = chance
         else:

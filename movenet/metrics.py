@@ -4,7 +4,17 @@ Pure functions on numpy arrays (librosa for onsets, beats and pitch; no torch,
 no model). Times are in seconds throughout, so video-rate and audio-rate
 events compare directly.
 
-Rhythm (any video):
+Headline (HEADLINE: read these first; each charges for sound where none belongs,
+so noise and silence score below the true soundtrack):
+    pitch_accuracy, hit_f1                (ground truth, below)
+    frame_loudness_db -> loudness_following   per-frame dB vs the true audio's, else
+                                          the sidecar's loudness, else motion speed (Pearson)
+    audible_fraction, audible_agreement   frames above AUDIBLE_DB = -40 dBFS, and agreement
+                                          with the reference's audible frames
+    onset_f1                              audio onsets vs the true audio's onsets, +-50 ms
+                                          (onset_f1_motion: vs motion beats, without true audio)
+Rhythm (any video; kept for comparison with published tables: BCS is unbounded,
+BCS and BHS reward broadband noise, and none of BCS, BHS, BAS has precision):
     motion_speed -> motion_beats          local minima of movement speed
     audio_onsets, audio_beats             librosa onset detection / beat tracking
     beats_coverage_score, beats_hit_score BCS / BHS (onsets vs motion beats)
@@ -13,7 +23,9 @@ Ground truth (synthetic clips, whose JSON sidecar holds the true controls):
     BHS, BAS against the true beat times  (the synthetic dancer does not pause on its beat)
     pitch_accuracy                        pYIN pitch vs the true per-frame pitch
     percussive_onsets -> hit_f1           detected kicks vs the true foot strikes
-clip_metrics runs all of them on one clip's audio and returns a JSON-able dict.
+clip_metrics runs all of them on one clip's audio (with the true soundtrack as
+reference_wav when known) and returns a JSON-able dict. docs/evaluation.md has
+the definitions, thresholds and measured chance levels.
 
 Conventions: a metric whose reference set is empty (no motion beats, no
 audible reference frame, no true hit) is undefined and comes back as NaN from
@@ -72,12 +84,31 @@ PITCH_TOLERANCE_CENTS = 50.0  # mir_eval raw pitch accuracy: the nearest note mu
 PITCH_FMIN, PITCH_FMAX = 65.41, 2093.0  # C2..C7, pYIN search range
 MIN_LOUDNESS = 0.1            # synth loudness above which the true tone is audible
 
+# Headline metrics: loudness per video frame, audibility, onsets (docs/evaluation.md).
+LOUDNESS_FLOOR_DB = -80.0       # dBFS floor of frame loudness; mu-law silence (code 128) decodes to -81 dBFS
+LOUDNESS_SMOOTH_SECONDS = 0.04  # Gaussian sigma on both curves before correlating: one frame at 25 fps
+AUDIBLE_DB = -40.0              # a frame is audible above this RMS (dBFS); synth freezes: -81, dancing: > -35
+ONSET_TOLERANCE = 0.05          # onset F1 window, mir_eval.onset.f_measure's +-50 ms
+
+# The metrics to read first, in display order; each one penalizes noise and silence
+# (see docs/evaluation.md, "Headline metrics"). A row has only those its inputs define.
+HEADLINE = ("pitch_accuracy", "hit_f1", "loudness_following", "audible_agreement", "onset_f1",
+            "audible_fraction", "audible_fraction_error", "onset_f1_motion")
+
 
 def _analysis_grid(sample_rate: int) -> tuple[int, int]:
     """(hop_length, n_fft) in samples for the 10 ms / 32 ms analysis grid."""
     hop = max(1, int(round(ANALYSIS_HOP_SECONDS * sample_rate)))
     n_fft = 2 ** int(round(math.log2(ANALYSIS_WINDOW_SECONDS * sample_rate)))
     return hop, n_fft
+
+
+def _frame_hop(sr: int, fps: float) -> int:
+    """Audio samples per video frame; sr / fps must be whole so frame k is samples [k hop, (k+1) hop)."""
+    hop = sr / fps
+    if abs(hop - round(hop)) > 1e-9:
+        raise ValueError(f"sample rate {sr} is not a whole multiple of fps {fps}")
+    return int(round(hop))
 
 
 def _as_times(x) -> np.ndarray:
@@ -436,10 +467,7 @@ def pitch_accuracy(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness=N
         ref &= loud > min_loudness
     if not ref.any():
         return math.nan
-    hop = sr / fps
-    if abs(hop - round(hop)) > 1e-9:
-        raise ValueError(f"sample rate {sr} is not a whole multiple of fps {fps}")
-    hop = int(round(hop))
+    hop = _frame_hop(sr, fps)
     y = _mono(wav)[hop // 2:]
     est = np.full(true.size, np.nan)
     if y.size:
@@ -461,14 +489,14 @@ class PRF(NamedTuple):
     f1: float
 
 
-def hit_f1(pred_onset_times, true_hit_times, tolerance: float = HIT_TOLERANCE) -> PRF:
-    """Precision, recall and F1 of detected hits against the true hit times.
+def event_prf(estimate_times, reference_times, tolerance: float) -> PRF:
+    """Precision, recall and F1 of estimated event times against reference times.
 
-    One-to-one matching within +-tolerance (match_events; mir_eval.onset.f_measure
-    uses the same +-50 ms window). No true hits: recall and F1 are NaN (precision 0
-    if anything was detected, else NaN). No detections against true hits: 0, 0, 0.
+    One-to-one matching within +-tolerance (match_events), as mir_eval.onset.f_measure.
+    No reference events: recall and F1 are NaN (precision 0 if anything was
+    estimated, else NaN). No estimates against reference events: 0, 0, 0.
     """
-    pred, true = _as_times(pred_onset_times), _as_times(true_hit_times)
+    pred, true = _as_times(estimate_times), _as_times(reference_times)
     matched = len(match_events(true, pred, tolerance))
     precision = matched / pred.size if pred.size else (0.0 if true.size else math.nan)
     if not true.size:
@@ -476,6 +504,119 @@ def hit_f1(pred_onset_times, true_hit_times, tolerance: float = HIT_TOLERANCE) -
     recall = matched / true.size
     f1 = 2 * precision * recall / (precision + recall) if matched else 0.0
     return PRF(float(precision), float(recall), float(f1))
+
+
+def hit_f1(pred_onset_times, true_hit_times, tolerance: float = HIT_TOLERANCE) -> PRF:
+    """Detected hits against the true hit times: event_prf with mir_eval's +-50 ms window."""
+    return event_prf(pred_onset_times, true_hit_times, tolerance)
+
+
+# ----------------------------------------------------------------------------- headline
+
+
+def frame_loudness_db(wav, sr: int, fps: float, n_frames: int | None = None,
+                      floor_db: float = LOUDNESS_FLOOR_DB) -> np.ndarray:
+    """Loudness per video frame, float64 [T_v]: RMS in dBFS over the frame's own hop.
+
+    Frame k is samples [k hop, (k+1) hop), hop = sr / fps: the span the synth and
+    the model play for video frame k, so curves of two audios, the sidecar's and
+    the video's line up frame for frame. Audio missing at the end counts as
+    silence. The floor makes digital silence, mu-law silence (-81 dBFS) and a
+    missing tail read the same, and keeps -inf out of correlations.
+
+    Args:
+        n_frames: frames wanted; default every whole hop in wav.
+    """
+    y = _mono(wav).astype(np.float64)
+    hop = _frame_hop(sr, fps)
+    if n_frames is None:
+        n_frames = y.size // hop
+    y = np.pad(y[: n_frames * hop], (0, max(0, n_frames * hop - y.size)))
+    power = (y.reshape(n_frames, hop) ** 2).mean(axis=1) if n_frames else np.zeros(0)
+    return np.maximum(10.0 * np.log10(np.maximum(power, 1e-30)), floor_db)
+
+
+def gain_db(gain, floor_db: float = LOUDNESS_FLOOR_DB) -> np.ndarray:
+    """A linear amplitude gain (the sidecar's loudness in [0, 1]) in dB, floored like frame_loudness_db."""
+    g = np.asarray(gain, dtype=np.float64).reshape(-1)
+    return np.maximum(20.0 * np.log10(np.maximum(g, 1e-30)), floor_db)
+
+
+def _is_constant(x: np.ndarray) -> bool:
+    """Flat up to float rounding (a smoothed constant is not exactly constant)."""
+    return x.size == 0 or float(np.ptp(x)) <= 1e-9 * max(1.0, float(np.abs(x).max()))
+
+
+def correlation(x, reference) -> float:
+    """Pearson correlation of x with reference (same length), in [-1, 1].
+
+    A constant x against a varying reference scores 0, never NaN: silence follows
+    nothing. NaN only when the reference is constant (or has fewer than 2 points):
+    then no curve can follow it and the score is undefined.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    r = np.asarray(reference, dtype=np.float64).reshape(-1)
+    if x.shape != r.shape:
+        raise ValueError(f"curves differ in length: {x.size} and {r.size}")
+    if not (np.isfinite(x).all() and np.isfinite(r).all()):
+        raise ValueError("curve contains NaN or inf")
+    if r.size < 2 or _is_constant(r):
+        return math.nan
+    if _is_constant(x):
+        return 0.0
+    xc, rc = x - x.mean(), r - r.mean()
+    return float(np.clip(xc @ rc / math.sqrt((xc @ xc) * (rc @ rc)), -1.0, 1.0))
+
+
+def loudness_following(loudness_db, reference, fps: float,
+                       smooth_seconds: float = LOUDNESS_SMOOTH_SECONDS) -> float:
+    """Does the audio get loud where the reference does? Pearson correlation per video frame.
+
+    Both curves are smoothed with a Gaussian of sigma smooth_seconds first, so a
+    one-frame wobble of a sampled waveform does not count against it. Constant
+    curves as in correlation: silence scores 0; a constant reference gives NaN.
+
+    Args:
+        loudness_db: float [T_v] from frame_loudness_db.
+        reference: float [T_v]: the true audio's frame_loudness_db, the sidecar's
+            gain_db(loudness), or the motion speed curve. Correlation ignores
+            offset and scale, so the reference's units do not matter.
+    """
+    x = np.asarray(loudness_db, dtype=np.float64).reshape(-1)
+    r = np.asarray(reference, dtype=np.float64).reshape(-1)
+    if x.shape != r.shape:
+        raise ValueError(f"curves differ in length: {x.size} and {r.size}")
+    sigma = smooth_seconds * fps
+    return correlation(_smooth(x, sigma), _smooth(r, sigma))  # a smoothed constant stays constant to rounding
+
+
+def audible_fraction(loudness_db, threshold_db: float = AUDIBLE_DB) -> float:
+    """Share of frames louder than threshold_db (dBFS); NaN for no frame.
+
+    An absolute threshold, so the values of two audios at the same level compare
+    directly (the model is trained on peak-normalized audio, as the truth is).
+    """
+    db = np.asarray(loudness_db, dtype=np.float64).reshape(-1)
+    return float((db > threshold_db).mean()) if db.size else math.nan
+
+
+def audible_agreement(loudness_db, reference_audible, threshold_db: float = AUDIBLE_DB) -> float:
+    """Share of frames where the audio is audible (> threshold_db) exactly when the reference is.
+
+    reference_audible: bool [T_v]. NaN for no frame.
+    """
+    audible = np.asarray(loudness_db, dtype=np.float64).reshape(-1) > threshold_db
+    ref = np.asarray(reference_audible, dtype=bool).reshape(-1)
+    if audible.shape != ref.shape:
+        raise ValueError(f"curves differ in length: {audible.size} and {ref.size}")
+    return float((audible == ref).mean()) if ref.size else math.nan
+
+
+def onset_f1(pred_onset_times, reference_times, tolerance: float = ONSET_TOLERANCE) -> PRF:
+    """Audio onsets against reference events (the true soundtrack's onsets, or motion
+    beats): event_prf with mir_eval's +-50 ms onset window. Precision is what BCS/BHS
+    lack: an onset that matches nothing costs, so noise's onsets everywhere score low."""
+    return event_prf(pred_onset_times, reference_times, tolerance)
 
 
 # ----------------------------------------------------------------------------- one clip
@@ -486,18 +627,23 @@ def _json_float(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar: dict | None = None) -> dict:
+def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar: dict | None = None,
+                 reference_wav=None) -> dict:
     """Every metric for one clip's audio against its video (and ground truth if known).
 
     Motion beats come from keypoints when given, else from frames (pass the
     sidecar's "joints" as keypoints to use the synthetic pose). Audio events after
     the video's end are ignored. Rhythm metrics are always computed; pitch and hit
     metrics only with a synthetic sidecar dict (pitch_hz, loudness, hit_times,
-    beat_times, fps).
+    beat_times, fps). The headline metrics (HEADLINE) use the best reference at
+    hand: the true soundtrack (reference_wav), else the sidecar, else the motion.
 
     Args:
         wav: float [n_samples] mono audio at sr (generated, ground truth or chance).
         frames: uint8 [T_v, H, W, C] video frames; keypoints: [T_v, J, 2 or 3].
+        reference_wav: float [n_samples] the clip's true soundtrack at sr, if known.
+            Passing wav itself scores it perfectly on loudness_following,
+            audible_agreement and onset_f1: the upper bound.
 
     Returns:
         dict of plain Python types. Undefined metrics are None.
@@ -506,6 +652,13 @@ def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar:
             bcs, bhs (audio onsets vs motion beats, +-BEAT_TOLERANCE),
             bas (audio beats vs motion beats, AIST++ direction),
             bas_music_to_motion (Bailando direction),
+            loudness_following, loudness_reference ("audio", "sidecar" or "motion"),
+            audible_fraction;
+            with reference_wav or a sidecar's loudness: audible_agreement,
+            audible_fraction_error (|audible_fraction - the reference's|);
+            with reference_wav: onset_precision, onset_recall, onset_f1,
+            n_reference_onsets; without it: onset_precision_motion,
+            onset_recall_motion, onset_f1_motion (onsets vs motion beats);
             and with a sidecar: bhs_true_beats, bas_true_beats (the same scores
             against the sidecar's beat_times), pitch_accuracy, hit_precision,
             hit_recall, hit_f1, n_true_hits, n_detected_hits.
@@ -518,7 +671,8 @@ def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar:
         speed = motion_speed(frames=frames, fps=fps)
     else:
         raise ValueError("clip_metrics needs frames or keypoints")
-    seconds = len(speed) / fps
+    n_frames = len(speed)
+    seconds = n_frames / fps
     y = _mono(wav)[: int(round(seconds * sr))]
 
     def in_clip(times):
@@ -536,12 +690,45 @@ def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar:
         "bas": _json_float(beat_align_score(a_beats, m_beats)),
         "bas_music_to_motion": _json_float(beat_align_score(m_beats, a_beats)),
     }
+    if sidecar is not None and "fps" in sidecar and float(sidecar["fps"]) != float(fps):
+        raise ValueError(f"sidecar fps {sidecar['fps']} != fps {fps}")
+    side_loud = None if sidecar is None or sidecar.get("loudness") is None else \
+        np.asarray(sidecar["loudness"], dtype=np.float64)[:n_frames]
+
+    # Headline: loudness, audibility and onsets against the best reference at hand.
+    loud_db = frame_loudness_db(y, sr, fps, n_frames)
+    ref_audible = None
+    if reference_wav is not None:
+        ref_y = _mono(reference_wav)[: int(round(seconds * sr))]
+        ref_db = frame_loudness_db(ref_y, sr, fps, n_frames)
+        loud_ref, loud_source, ref_audible = ref_db, "audio", ref_db > AUDIBLE_DB
+    elif side_loud is not None and side_loud.size == n_frames:
+        loud_ref, loud_source, ref_audible = gain_db(side_loud), "sidecar", side_loud > MIN_LOUDNESS
+    else:
+        loud_ref, loud_source = speed, "motion"
+    fraction = audible_fraction(loud_db)
+    out.update({
+        "loudness_following": _json_float(loudness_following(loud_db, loud_ref, fps)),
+        "loudness_reference": loud_source,
+        "audible_fraction": _json_float(fraction),
+    })
+    if ref_audible is not None:
+        out.update({
+            "audible_agreement": _json_float(audible_agreement(loud_db, ref_audible)),
+            "audible_fraction_error": _json_float(abs(fraction - float(ref_audible.mean()))),
+        })
+    if reference_wav is not None:
+        ref_onsets = in_clip(audio_onsets(ref_y, sr))
+        prf = onset_f1(onsets, ref_onsets)
+        out.update({"onset_precision": _json_float(prf.precision), "onset_recall": _json_float(prf.recall),
+                    "onset_f1": _json_float(prf.f1), "n_reference_onsets": int(ref_onsets.size)})
+    else:
+        prf = onset_f1(onsets, m_beats)
+        out.update({"onset_precision_motion": _json_float(prf.precision),
+                    "onset_recall_motion": _json_float(prf.recall), "onset_f1_motion": _json_float(prf.f1)})
+
     if sidecar is not None:
-        if "fps" in sidecar and float(sidecar["fps"]) != float(fps):
-            raise ValueError(f"sidecar fps {sidecar['fps']} != fps {fps}")
-        pitch = np.asarray(sidecar["pitch_hz"], dtype=np.float64)[: len(speed)]
-        loud = sidecar.get("loudness")
-        loud = None if loud is None else np.asarray(loud, dtype=np.float64)[: len(speed)]
+        pitch = np.asarray(sidecar["pitch_hz"], dtype=np.float64)[:n_frames]
         true_hits = in_clip(_as_times(sidecar["hit_times"]))
         hits = in_clip(percussive_onsets(y, sr))
         prf = hit_f1(hits, true_hits)
@@ -552,7 +739,7 @@ def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar:
             # that tells its own soundtrack from another clip's.
             "bhs_true_beats": _json_float(beats_hit_score(onsets, true_beats)),
             "bas_true_beats": _json_float(beat_align_score(a_beats, true_beats)),
-            "pitch_accuracy": _json_float(pitch_accuracy(y, sr, pitch, fps, loud)),
+            "pitch_accuracy": _json_float(pitch_accuracy(y, sr, pitch, fps, side_loud)),
             "hit_precision": _json_float(prf.precision), "hit_recall": _json_float(prf.recall),
             "hit_f1": _json_float(prf.f1),
             "n_true_hits": int(true_hits.size), "n_detected_hits": int(hits.size),

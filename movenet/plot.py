@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from movenet.files import atomic_write
+from movenet.metrics import HEADLINE  # numpy only at import time; librosa loads when a metric runs
 
 
 def _figure():
@@ -60,7 +61,7 @@ def evaluation_figure(path: str | Path, wav: np.ndarray, sample_rate: int, fps: 
     Args:
         wav, gt_wav: float32 [n_samples] at sample_rate.
         speed: float [T_v] from metrics.motion_speed; motion_beat_times: seconds.
-        scores, gt_scores: optional clip_metrics dicts; BAS, BHS and BCS go in the panel titles.
+        scores, gt_scores: optional clip_metrics dicts; their main scores go in the panel titles.
     """
     from movenet import metrics  # librosa stays out of plot's import path until needed
 
@@ -95,8 +96,9 @@ def evaluation_figure(path: str | Path, wav: np.ndarray, sample_rate: int, fps: 
         text = label
         if sc:
             parts = [f"{name} {sc[key]:.2f}" for name, key in (
-                ("BAS", "bas"), ("BHS", "bhs"), ("BCS", "bcs"), ("BAS true beats", "bas_true_beats"),
-                ("pitch", "pitch_accuracy"), ("hit F1", "hit_f1")) if sc.get(key) is not None]
+                ("pitch", "pitch_accuracy"), ("hit F1", "hit_f1"), ("loudness r", "loudness_following"),
+                ("onset F1", "onset_f1"), ("BAS", "bas"), ("BHS", "bhs"), ("BCS", "bcs"),
+                ("BAS true beats", "bas_true_beats")) if sc.get(key) is not None]
             text += "   " + "  ".join(parts)
         ax.set_title(text, fontsize=10, loc="left")
         handles = ax.get_legend_handles_labels()[0] + sp.get_legend_handles_labels()[0]
@@ -107,11 +109,16 @@ def evaluation_figure(path: str | Path, wav: np.ndarray, sample_rate: int, fps: 
     return save_figure(fig, path)
 
 
-SUMMARY_METRICS = ("bas", "bhs", "bcs", "bas_true_beats", "pitch_accuracy", "hit_f1")
+# The headline metrics first (metrics.HEADLINE), then the rhythm scores kept for published tables.
+SUMMARY_METRICS = HEADLINE + ("bas_true_beats", "bas", "bhs", "bcs")
+SUMMARY_COLUMNS = 6  # panels per row
 _METRIC_LABELS = {
     "bas": "BAS (motion beats)", "bhs": "BHS (motion beats)", "bcs": "BCS (ideal: 1)",
     "bas_music_to_motion": "BAS music->motion", "bas_true_beats": "BAS (true beats)",
     "bhs_true_beats": "BHS (true beats)", "pitch_accuracy": "pitch accuracy", "hit_f1": "hit F1",
+    "loudness_following": "loudness following (r)", "audible_agreement": "audible agreement",
+    "onset_f1": "onset F1 (true onsets)", "audible_fraction": "audible fraction",
+    "audible_fraction_error": "audible fraction error\n(lower is better)", "onset_f1_motion": "onset F1 (motion beats)",
 }
 
 
@@ -123,7 +130,8 @@ def evaluation_summary_figure(rows: list[dict], path: str | Path, metrics: tuple
         rows: one dict per (clip, condition): {"condition": "model" | "ground truth" |
             "chance" | ..., **clip_metrics(...)}; aggregated by metrics.summarize
             (None values skipped; a metric no row has is left out).
-        metrics: keys to plot, in order. BCS gets a dotted line at its ideal, 1.
+        metrics: keys to plot, in order, SUMMARY_COLUMNS panels to a row. BCS gets a
+            dotted line at its ideal, 1.
     """
     from movenet.metrics import summarize
 
@@ -131,8 +139,12 @@ def evaluation_summary_figure(rows: list[dict], path: str | Path, metrics: tuple
     conditions = list(dict.fromkeys(r["condition"] for r in rows))
     table = {m: per for m, per in summarize(rows, metrics).items() if per}
     n_panels = max(len(table), 1)
-    fig, axes = plt.subplots(1, n_panels, figsize=(2.6 * n_panels + 1, 3.6), squeeze=False)
-    axes = axes[0]
+    n_cols = min(n_panels, SUMMARY_COLUMNS)
+    n_rows = -(-n_panels // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols + 1, 3.6 * n_rows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[n_panels:]:
+        ax.axis("off")
     if not table:
         axes[0].text(0.5, 0.5, "no metrics to show", ha="center", va="center", transform=axes[0].transAxes)
         axes[0].axis("off")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from movenet.audio import SAMPLE_RATE, SILENCE
+from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
 from movenet.model import ModelConfig, MoveNet
@@ -80,7 +81,10 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         gen = FastGenerator(model)
         n_cond = 25
         rng = np.random.default_rng(seed)
-        cond1 = condition(model, random_movement(config, n_cond, seed), 0 if config.n_labels else None)[None]
+        part = condition(model, random_movement(config, n_cond, seed), 0 if config.n_labels else None)
+        cond1 = part.rows[None]
+        excitation = Excitation.of(config)
+        source1 = None if excitation is None else excitation.render(part.controls[None], SourceState.silent(1))
         results = {
             "config": config.to_dict(), "threads": threads, "cpus": cpus, "load_average": os.getloadavg(),
             "weight_bytes": gen.n_weight_bytes, "flops_per_sample": 2 * gen.macs_per_sample,
@@ -89,25 +93,34 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         hop, chunk = config.hop, 5
         for B in batch_sizes:
             cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
+            source = None if source1 is None else np.ascontiguousarray(np.repeat(source1, B, axis=0))
             state = gen.init_state(cond[:, 0])
             u = rng.random((B, chunk * hop))
 
             def run():
                 if state.t + chunk * hop > n_cond * hop:  # cycle through the frames
                     state.t = 0
-                gen.generate(cond[:, state.t // hop: state.t // hop + chunk], state, 1.0, u, threads)
+                t = state.t
+                gen.generate(cond[:, t // hop: t // hop + chunk],
+                             None if source is None else source[:, t: t + chunk * hop], state, 1.0, u, threads)
 
             rate = _rate(run, B * chunk * hop, seconds)
             results["fast"].append({"batch": B, "samples_per_s": round(rate), "per_stream_samples_per_s": round(rate / B),
                                     "realtime_factor": round(rate / SAMPLE_RATE, 2),
                                     "per_stream_realtime_factor": round(rate / B / SAMPLE_RATE, 2)})
+        if excitation is not None:  # the source is rendered once per chunk, outside the compiled loop
+            render_state = SourceState.silent(1)
+            rate = _rate(lambda: excitation.render(part.controls[None, :chunk], render_state), chunk * hop, seconds)
+            results["source_render_samples_per_s"] = round(rate)
         cond_t = torch.from_numpy(cond1)
+        source_t = None if source1 is None else torch.from_numpy(source1)
         ref_state = model.init_state(cond_t[:, 0])
         prev = torch.full((1,), SILENCE)
 
         def ref_step():
             nonlocal prev
-            logits, _ = model.step(prev, cond_t[:, (ref_state.t // hop) % n_cond], ref_state)
+            t = ref_state.t % (n_cond * hop)
+            logits, _ = model.step(prev, cond_t[:, t // hop], ref_state, None if source_t is None else source_t[:, t])
             prev = torch.from_numpy(sample_inverse_cdf(logits.numpy(), 1.0, rng.random(1)))
 
         ref_rate = _rate(ref_step, 1, reference_seconds, min_calls=20)

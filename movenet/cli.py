@@ -109,12 +109,12 @@ def cmd_train(args) -> None:
 
 def cmd_generate(args) -> None:
     from movenet import checkpoint
-    from movenet.generate import generate_file
+    from movenet.generate import OUTPUT_SUFFIXES, generate_file
 
     outputs = [Path(o) for o in args.output]
     for out in outputs:
-        if out.suffix.lower() not in (".wav", ".mp4"):
-            fatal(f"{out}: the output must end in .wav or .mp4")
+        if out.suffix.lower() not in OUTPUT_SUFFIXES:
+            fatal(f"{out}: the output must end in {', '.join(OUTPUT_SUFFIXES)}")
         if out.exists() and not args.force:
             fatal(f"{out}: exists (use --force to overwrite)")
     loaded = checkpoint.load(args.checkpoint)
@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="model.pt from movenet train")
     p.add_argument("video", type=Path)
     p.add_argument("-o", "--output", action="append", required=True,
-                   help="OUT.mp4 (the video with the soundtrack, video stream copied where MP4 allows) or OUT.wav; "
-                        "repeat for both")
+                   help="OUT.mp4 (the video with the soundtrack, video stream copied where MP4 allows), OUT.wav, "
+                        "or OUT.mid (the score the model read off the movement: notes and kicks); repeat for several")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = most likely sample")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same audio")
     p.add_argument("--style", help="style label (default: the model's first)")

@@ -7,7 +7,9 @@ Layout of a prepared set (OUT_DIR):
     clips/<label>/<stem>-<hash>.audio.npy      uint8 [n_samples]            mu-law codes
     clips/<label>/<stem>-<hash>.frames.npy     uint8 [n_frames, H, W, C]    frames at `fps` (features frames, both)
     clips/<label>/<stem>-<hash>.keypoints.npy  float32 [n_frames, 15, 3]    (x, y, visibility) per joint of
-                                               pose.JOINTS, x, y in [0, 1] of the image (features keypoints, both)
+                                               inputs.JOINTS, x, y in [0, 1] of the image (features keypoints, both)
+    clips/<label>/<stem>-<hash>.controls.npy   float32 [n_frames, 3]        the soundtrack's controls per frame:
+                                               f0 Hz (0: no pitch), loudness dBFS, onset (movenet.controls)
 
 Every clip satisfies n_samples == n_frames * hop, and audio sample n belongs to frame n // hop (the latest frame
 whose timestamp is <= n / sample_rate), so a crop starting on a frame boundary keeps audio and video aligned.
@@ -27,15 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from movenet import audio, pose, video
+from movenet import audio, controls, pose, video
 from movenet.files import save_npy, write_json
 from movenet.inputs import InputConfig
 from movenet.movement import read_keypoints
 
-# 2: DataConfig.features, keypoints.npy, frames.npy only when features include frames. Version 1 sets are not
-# read: prepare them again (a v1 reader would miss frames in a keypoints-only set).
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (2,)
+# 2: DataConfig.features, keypoints.npy, frames.npy only when features include frames.
+# 3: controls.npy, the training targets of the model's control head. Older sets are not read: prepare them again.
+FORMAT_VERSION = 3
+SUPPORTED_VERSIONS = (3,)
 MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp", ".ts"}
 SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
 NO_LABEL = "none"
@@ -153,6 +155,8 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = F
     if seconds < config.min_seconds:
         raise video.MediaError(f"too short ({seconds:.2f} s < {config.min_seconds} s)")
     codes = audio.mu_law_encode(audio.normalize_loudness(wav))
+    # the controls of the audio the model learns to play: the mu-law coded soundtrack
+    clip_controls = controls.analyze(audio.mu_law_decode(codes), config.sample_rate, config.fps, len(frames))
     keypoints = keypoint_info = None
     if config.uses_keypoints:
         keypoints, keypoint_info = read_keypoints(job.source, len(frames), config.fps, progress)
@@ -160,6 +164,7 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = F
     base = out_dir / "clips" / cid
     base.parent.mkdir(parents=True, exist_ok=True)
     save_npy(base.with_name(base.name + ".audio.npy"), codes)
+    save_npy(base.with_name(base.name + ".controls.npy"), clip_controls)
     if config.uses_frames:
         save_npy(base.with_name(base.name + ".frames.npy"), frames)
     if keypoints is not None:
@@ -314,12 +319,13 @@ def open_clip(prepared_dir: str | Path, record: dict, mmap: bool = True) -> dict
         codes      uint8 [n_samples]               mu-law codes
         frames     uint8 [n_frames, H, W, C]       if the set's features include frames
         keypoints  float32 [n_frames, 15, 3]       if they include keypoints (see the module docstring)
+        controls   float32 [n_frames, 3]           f0, loudness, onset of the soundtrack (movenet.controls)
     memory-mapped read-only when mmap (cheap; open per DataLoader worker), else loaded into memory.
     Raises DataError if a file the clip's settings promise is missing, or its length disagrees with the record.
     """
     base = Path(prepared_dir) / "clips" / record["id"]
     config = InputConfig(**record["settings"])
-    wanted = {"codes": "audio", **({"frames": "frames"} if config.uses_frames else {}),
+    wanted = {"codes": "audio", "controls": "controls", **({"frames": "frames"} if config.uses_frames else {}),
               **({"keypoints": "keypoints"} if config.uses_keypoints else {})}
     arrays = {}
     for key, kind in wanted.items():
@@ -346,17 +352,24 @@ class ClipDataset:
                                                 codes[1:] the crop's samples
         frames     uint8 [n_frames, H, W, C]    if the set stores frames; frame i covers codes[1 + i*hop: 1 + (i+1)*hop]
         keypoints  float32 [n_frames, J, 3]     if the set stores keypoints, aligned the same way
+        controls   float32 [n_frames, 3]        the soundtrack's controls (movenet.controls), aligned the same way
+        excitation float32 [n_frames * hop, E]  with `harmonics`: the source those controls play, notes snapped
+                                                (controls.Excitation), row i for target codes[1 + i]
         label      int64 []                     index into `labels`
+        span_frames, span_keypoints, span_controls    with `span_frames` > 0: a longer stretch of the same clip
+                                                (span_frames of them), for the control head
     with n_frames = context_frames + crop_frames: the model's context, then the part it is scored on.
 
     A crop never crosses clips. It may begin up to context_frames before its clip, so the start of every clip is
-    trained the way generation starts: the samples before the clip are silence and its first frame is held. A clip
+    trained the way generation starts: the samples before the clip are silence, its controls silent, and its first
+    frame is held. A clip
     shorter than a crop is padded the same way. Files are memory-mapped, so reading is cheap. An epoch has
     sum(n_samples) // (crop_frames * hop) items; clips are drawn in proportion to their length.
     """
 
     def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_frames: int = 25,
-                 context_frames: int = 0, seed: int = 0, labels: list[str] | None = None):
+                 context_frames: int = 0, seed: int = 0, labels: list[str] | None = None, harmonics: int = 0,
+                 span_frames: int = 0):
         self.root = Path(prepared_dir)
         self.manifest = load_manifest(self.root)
         self.config = data_config_from_manifest(self.manifest)
@@ -372,6 +385,8 @@ class ClipDataset:
         self.weights = lengths / lengths.sum()
         self.n_items = max(1, int(lengths.sum()) // (crop_frames * self.hop))
         self._arrays: dict[int, dict] = {}
+        self.excitation = controls.Excitation(harmonics, self.hop, self.config.sample_rate) if harmonics else None
+        self.span_frames = span_frames
 
     def __len__(self) -> int:
         return self.n_items
@@ -403,13 +418,45 @@ class ClipDataset:
                 if start_frame < 0:  # before the clip, its first frame is held
                     rows = np.concatenate([np.repeat(rows[:1], -start_frame, axis=0), rows])
                 item[key] = torch.from_numpy(rows)
-        assert len(codes) == 1 + n * hop and all(len(item[k]) == n for k in item if k != "codes")
+        rows = np.array(arrays["controls"][max(0, start_frame): end_frame])
+        if start_frame < 0:  # before the clip: silence
+            rows = np.concatenate([np.repeat(controls.SILENT[None], -start_frame, axis=0), rows])
+        item["controls"] = torch.from_numpy(rows)
+        if self.excitation is not None:
+            before = controls.SILENT if start_frame <= 0 else arrays["controls"][start_frame - 1]
+            state = controls.SourceState.holding(controls.snap_to_notes(before)[None])
+            source = self.excitation.render(controls.snap_to_notes(rows)[None], state)[0]
+            item["excitation"] = torch.from_numpy(source)
+        assert len(codes) == 1 + n * hop and all(len(item[k]) == n for k in item if k not in ("codes", "excitation"))
         label = self.clips[clip_index]["label"]
         item["label"] = torch.tensor(self.labels.index(label) if label in self.labels else 0)
         return item
 
     def __getitem__(self, index: int) -> dict:
-        return self.crop(*self.draw(index))
+        clip_index, start_frame = self.draw(index)
+        item = self.crop(clip_index, start_frame)
+        if self.span_frames:
+            item.update(self.span(clip_index, index))
+        return item
+
+    def span(self, clip_index: int, index: int) -> dict:
+        """span_frames frames of the clip's movement and controls, from a random start (seeded like `draw`); a
+        shorter clip is padded before its start as a crop is (first frame held, silent)."""
+        import torch
+
+        arrays = self._open(clip_index)
+        n, length = self.span_frames, self.clips[clip_index]["n_frames"]
+        start = int(np.random.default_rng((self.seed, self.epoch, index, 1)).integers(0, max(length - n, 0) + 1))
+        start = min(start, length - n)  # negative for a short clip
+        out = {}
+        for key, fill in (("frames", None), ("keypoints", None), ("controls", controls.SILENT)):
+            if key in arrays:
+                rows = np.array(arrays[key][max(0, start): start + n])
+                if start < 0:
+                    pad = np.repeat((rows[:1] if fill is None else fill[None]), -start, axis=0)
+                    rows = np.concatenate([pad, rows])
+                out["span_" + key] = torch.from_numpy(rows)
+        return out
 
     def draw(self, index: int) -> tuple[int, int]:
         """(clip index, start frame) of item `index`: seeded by (seed, epoch, index), so it is deterministic and

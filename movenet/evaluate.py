@@ -26,7 +26,8 @@ from movenet.checkpoint import Loaded
 from movenet.data import DataError, data_config_from_manifest, find_videos, load_manifest, open_clip
 from movenet.generate import generate_audio
 from movenet.model import MoveNet
-from movenet.movement import Movement, condition, read_movement
+from movenet.controls import Excitation, SourceState
+from movenet.movement import Conditioning, Movement, condition, read_movement
 
 NO_GROUND_TRUTH = "no ground truth"
 
@@ -42,22 +43,28 @@ class EvalClip:
 
 
 @torch.no_grad()
-def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: np.ndarray, chunk_frames: int = 100) -> float:
-    """Mean NLL in bits per sample of a whole clip's codes [T] under its conditioning rows cond [T_v, L * G]
-    (`movement.condition`), from its first sample.
+def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: Conditioning, chunk_frames: int = 100) -> float:
+    """Mean NLL in bits per sample of a whole clip's codes [T] under its conditioning (`movement.condition`:
+    rows, and the controls whose source the model hears, as in generation), from its first sample.
 
     Computed `chunk_frames` at a time with a full receptive field of context, so memory stays flat in T; the
     result equals model.teacher_forced over the whole clip.
     """
     hop, n_ctx = model.config.hop, model.config.context_frames
     targets = torch.from_numpy(codes.astype(np.int64))[None]
-    inputs, held = model.with_preroll(targets, torch.from_numpy(cond)[None])  # input t + n_ctx*hop: target t
+    excitation = Excitation.of(model.config)
+    source = None
+    if excitation is not None:
+        source = torch.from_numpy(excitation.render(cond.controls[None], SourceState.silent(1)))[:, : targets.shape[1]]
+    # input t + n_ctx * hop predicts target t
+    inputs, held, source = model.with_preroll(targets, torch.from_numpy(cond.rows)[None], source)
     total, n = 0.0, 0
     for start in range(0, targets.shape[1], chunk_frames * hop):
         stop = min(start + chunk_frames * hop, targets.shape[1])
         # window of inputs from `start` (a frame boundary) with n_ctx frames of context before it
-        window = inputs[:, start: stop + n_ctx * hop]
-        logits = model.logits(window, held[:, start // hop:])[:, -(stop - start):]
+        window = slice(start, stop + n_ctx * hop)
+        logits = model.logits(inputs[:, window], held[:, start // hop:],
+                              None if source is None else source[:, window])[:, -(stop - start):]
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets[0, start:stop],
                                  reduction="sum").item()
         n += stop - start

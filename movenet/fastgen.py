@@ -33,7 +33,7 @@ from movenet.sampling import check_temperature, sample_row
 @numba.njit(cache=True, error_model="numpy")
 def _scratch(params, B):
     """Per-call work arrays for B streams (nothing here grows with the number of samples)."""
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets = params
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, w_src = params
     L, KC, G = wd.shape
     C, S, Q = in_bias.shape[0], bs.shape[0], b2.shape[0]
     xs = np.empty((B, C + S), np.float32)  # [residual x | skip sum] of each stream
@@ -61,13 +61,14 @@ def _set_frame(params, cond_row, hc):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _forward(t, params, prev, input_codes, buffers, work):
+def _forward(t, params, prev, source, input_codes, buffers, work):
     """Logits of every stream for target t into work's `logits` [B, Q]; pushes this step's inputs into the rings.
 
-    prev int64 [B]: the input for target t (the code before it); input_codes int64 [B, input_kernel - 1] and
-    buffers [B, H, C] are the rings of FastState, updated in place exactly as MoveNet.step updates State.
+    prev int64 [B]: the input for target t (the code before it); source float32 [B, E]: the source at target t
+    (E = 0 without controls); input_codes int64 [B, input_kernel - 1] and buffers [B, H, C] are the rings of
+    FastState, updated in place exactly as MoveNet.step updates State.
     """
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets = params
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, w_src = params
     xs, taps, h, z, hc, a, h1, logits, cdf, bits = work
     B = prev.shape[0]
     L, KC, G = wd.shape
@@ -87,6 +88,10 @@ def _forward(t, params, prev, input_codes, buffers, work):
             xs[b, c] += in_tables[n_in, code, c]
         if n_in:
             input_codes[b, t % n_in] = code
+        for e in range(w_src.shape[0]):  # the source, projected into the residual channels
+            s = source[b, e]
+            for c in range(C):
+                xs[b, c] += s * w_src[e, c]
         for c in range(S):
             xs[b, C + c] = bs[c]
     for l in range(L):
@@ -134,9 +139,9 @@ def _forward(t, params, prev, input_codes, buffers, work):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _generate(params, cond, t0, hop, temperature, u, prev, input_codes, buffers, out):
+def _generate(params, cond, source, t0, hop, temperature, u, prev, input_codes, buffers, out):
     """Sample u.shape[1] targets from t0 for every stream into out uint8 [B, n]; cond [B, n_rows, L*G] starts at
-    frame t0 // hop. Leaves prev/input_codes/buffers as the state at t0 + n."""
+    frame t0 // hop, source [B, n, E] at target t0. Leaves prev/input_codes/buffers as the state at t0 + n."""
     B, n = u.shape
     work = _scratch(params, B)
     logits, cdf, bits = work[7], work[8], work[9]
@@ -145,7 +150,7 @@ def _generate(params, cond, t0, hop, temperature, u, prev, input_codes, buffers,
         t = t0 + i
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[4])
-        _forward(t, params, prev, input_codes, buffers, work)
+        _forward(t, params, prev, source[:, i], input_codes, buffers, work)
         for b in range(B):
             code = sample_row(logits[b], temperature, u[b, i], cdf, bits)
             out[b, i] = code
@@ -153,16 +158,17 @@ def _generate(params, cond, t0, hop, temperature, u, prev, input_codes, buffers,
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def _generate_parallel(params, cond, t0, hop, temperature, u, prev, input_codes, buffers, out, bounds):
+def _generate_parallel(params, cond, source, t0, hop, temperature, u, prev, input_codes, buffers, out, bounds):
     """_generate on the stream groups bounds[g]:bounds[g+1], one group per thread (streams are independent)."""
     for g in numba.prange(bounds.shape[0] - 1):
         s, e = bounds[g], bounds[g + 1]
-        _generate(params, cond[s:e], t0, hop, temperature, u[s:e], prev[s:e], input_codes[s:e], buffers[s:e],
+        _generate(params, cond[s:e], source[s:e], t0, hop, temperature, u[s:e], prev[s:e], input_codes[s:e],
+                  buffers[s:e],
                   out[s:e])
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _teacher_forced(params, cond, t0, hop, codes, prev, input_codes, buffers, out):
+def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buffers, out):
     """Logits for targets t0 .. t0 + T - 1 given the true codes [B, T] into out float32 [B, T, Q]."""
     B, n = codes.shape
     work = _scratch(params, B)
@@ -172,7 +178,7 @@ def _teacher_forced(params, cond, t0, hop, codes, prev, input_codes, buffers, ou
         t = t0 + i
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[4])
-        _forward(t, params, prev, input_codes, buffers, work)
+        _forward(t, params, prev, source[:, i], input_codes, buffers, work)
         out[:, i] = logits
         for b in range(B):
             prev[b] = codes[b, i]
@@ -182,7 +188,7 @@ def _teacher_forced(params, cond, t0, hop, codes, prev, input_codes, buffers, ou
 def _init_buffers(params, cond0, buffers):
     """The pre-roll of MoveNet.init_state: every layer's ring holds the input it would see after silence forever
     under cond0 [B, L*G]; computed with the same kernels as a step whose taps are all that input."""
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets = params
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, w_src = params
     B = cond0.shape[0]
     L, KC, G = wd.shape
     C = in_bias.shape[0]
@@ -256,6 +262,7 @@ class FastGenerator:
         w1, b1     [S, S], [S]    head
         w2, b2     [S, Q], [Q]
         dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
+        w_src      [E, C]         the source's projection into the residual channels (E = 0 without controls)
 
     Nothing refers back to torch: build a new FastGenerator after changing the model's weights.
     """
@@ -282,21 +289,22 @@ class FastGenerator:
         self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd), f32(bd), f32(wrs), f32(br),
                        f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
-                       np.cumsum([0] + histories[:-1]).astype(np.int64))
+                       np.cumsum([0] + histories[:-1]).astype(np.int64),
+                       f32(f64["source_proj.weight"].T if c.controls else np.zeros((0, C))))
         self.hop = c.hop
         self.cond_channels = c.n_layers * G
 
     @property
     def n_weight_bytes(self) -> int:
         """Bytes of matrices and biases that one stream reads per sample (not counting 2 rows of in_tables)."""
-        return sum(p.nbytes for p in self.params[2:11])
+        return sum(p.nbytes for p in self.params[2:11]) + self.params[13].nbytes
 
     @property
     def macs_per_sample(self) -> int:
         """Multiply-adds per sample and stream: the matrix products (the last residual output is skipped)."""
         wd, wrs, w1, w2 = self.params[2], self.params[4], self.params[7], self.params[9]
         C = self.config.residual_channels
-        return wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size
+        return wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size + self.params[13].size
 
     def _check_cond(self, cond: np.ndarray, B: int, n_rows: int, name: str) -> None:
         if cond.shape[0] != B or cond.shape[2] != self.cond_channels or cond.shape[1] < n_rows:
@@ -316,15 +324,26 @@ class FastGenerator:
         return FastState(t=0, prev_codes=np.full(B, SILENCE, np.int64),
                          input_codes=np.full((B, c.input_kernel - 1), SILENCE, np.int64), buffers=buffers)
 
+    def _source(self, source, B: int, n: int) -> np.ndarray:
+        """The source as float32 [B, n, E] (E = 0 without controls), checked."""
+        E = self.config.source_channels
+        if not E:
+            return np.zeros((B, n, 0), np.float32)
+        source = _rows(source, "source", 3) if source is not None else None
+        if source is None or source.shape != (B, n, E):
+            raise ValueError(f"source must be [B={B}, n={n}, E={E}], got {None if source is None else source.shape}")
+        return source
+
     def _n_rows(self, t0: int, n: int) -> int:
         """Conditioning rows that targets t0 .. t0 + n - 1 span."""
         return (t0 + n - 1) // self.hop - t0 // self.hop + 1 if n else 0
 
-    def generate(self, cond_rows, state: FastState, temperature: float, u, threads: int = 1) -> np.ndarray:
+    def generate(self, cond_rows, source, state: FastState, temperature: float, u, threads: int = 1) -> np.ndarray:
         """Sample the next n = u.shape[1] codes of every stream, advancing `state` in place.
 
         cond_rows: float32 [B, n_rows, n_layers * G]: row i is the conditioning of frame state.t // hop + i, and
             the rows must cover the targets (n_rows >= n / hop when state.t is at a frame boundary);
+        source: float32 [B, n, E], the source at each target (movenet.controls; None for a model without controls);
         temperature: >= 0 (0: argmax); u: float64 [B, n], uniforms in [0, 1) (see the module docstring);
         threads: streams are split into this many groups, one per numba thread (at most B, and the CPU count).
         Returns codes uint8 [B, n]. Calling it frame by frame or once gives the same codes.
@@ -337,10 +356,11 @@ class FastGenerator:
         temperature = check_temperature(temperature)
         n = u.shape[1]
         self._check_cond(cond_rows, B, self._n_rows(state.t, n), "cond_rows")
+        source = self._source(source, B, n)
         out = np.empty((B, n), np.uint8)
         if n == 0:
             return out
-        args = (self.params, cond_rows, state.t, self.hop, float(temperature), u, state.prev_codes, state.input_codes,
+        args = (self.params, cond_rows, source, state.t, self.hop, float(temperature), u, state.prev_codes, state.input_codes,
                 state.buffers, out)
         threads = max(1, min(int(threads), B, numba.config.NUMBA_NUM_THREADS))
         if threads == 1:
@@ -356,11 +376,11 @@ class FastGenerator:
         state.t += n
         return out
 
-    def teacher_forced_logits(self, codes, cond_rows, state: FastState) -> np.ndarray:
+    def teacher_forced_logits(self, codes, cond_rows, state: FastState, source=None) -> np.ndarray:
         """Logits for targets state.t .. state.t + T - 1 with the true codes as inputs (for tests).
 
         codes: int [B, T], the targets (target t's input is the code before it: state.prev_codes, then codes);
-        cond_rows as in `generate`. Returns float32 [B, T, Q]; advances `state` past the codes.
+        cond_rows and source as in `generate`. Returns float32 [B, T, Q]; advances `state` past the codes.
         """
         codes = np.ascontiguousarray(np.asarray(codes), dtype=np.int64)
         cond_rows = _rows(cond_rows, "cond_rows", 3)
@@ -372,7 +392,7 @@ class FastGenerator:
         self._check_cond(cond_rows, B, self._n_rows(state.t, T), "cond_rows")
         out = np.empty((B, T, self.config.n_classes), np.float32)
         if T:
-            _teacher_forced(self.params, cond_rows, state.t, self.hop, codes, state.prev_codes, state.input_codes,
+            _teacher_forced(self.params, cond_rows, self._source(source, B, T), state.t, self.hop, codes, state.prev_codes, state.input_codes,
                             state.buffers, out)
         state.t += T
         return out

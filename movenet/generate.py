@@ -1,11 +1,12 @@
 """Soundtracks for videos: movement -> conditioning -> an engine samples mu-law codes -> waveform -> WAV / MP4.
 
     read_movement(video)                      frames / keypoints at the model's rate (movenet.movement)
-    generate_chunks(engine, model, ...)       a chunk of frames at a time: conditioning rows, uniforms, codes
+    generate_chunks(engine, model, ...)       a chunk of frames at a time: conditioning rows and controls, the
+                                              source the controls play (movenet.controls), uniforms, codes
     generate_audio(loaded, movement, ...)     the whole soundtrack, float32, with a progress bar
     generate_file(loaded, video, outputs)     ... written as WAV and/or muxed into an MP4
 
-An `Engine` turns conditioning rows and uniforms into codes, advancing a state: the compiled `FastGenerator`
+An `Engine` turns conditioning rows, the source and uniforms into codes, advancing a state: the compiled `FastGenerator`
 (movenet.fastgen, the default) or `TorchEngine`, the reference `MoveNet.step` loop. Both follow one sampling policy
 (movenet.sampling), so the same seed gives the same audio whichever runs.
 """
@@ -21,6 +22,7 @@ import torch
 
 from movenet import audio, video
 from movenet.audio import SILENCE
+from movenet.controls import Excitation, SourceState, write_midi
 from movenet.checkpoint import Loaded
 from movenet.fastgen import FastGenerator
 from movenet.model import MoveNet, State
@@ -41,10 +43,10 @@ class Engine(Protocol):
     def init_state(self, cond0: np.ndarray):
         """The state after the model's pre-roll, from frame 0's conditioning rows float32 [B, L * G]."""
 
-    def generate(self, cond_rows: np.ndarray, state, temperature: float, u: np.ndarray,
+    def generate(self, cond_rows: np.ndarray, source: np.ndarray | None, state, temperature: float, u: np.ndarray,
                  threads: int = 1) -> np.ndarray:
-        """cond_rows [B, n_rows, L * G] (row 0 = the frame of the next sample), u float64 [B, n] -> codes uint8
-        [B, n]."""
+        """cond_rows [B, n_rows, L * G] (row 0 = the frame of the next sample), source float32 [B, n, E] (a model
+        with controls; else None), u float64 [B, n] -> codes uint8 [B, n]."""
 
 
 @dataclass
@@ -67,15 +69,16 @@ class TorchEngine:
         return TorchState(self.model.init_state(cond0), torch.full((cond0.shape[0],), SILENCE, dtype=torch.int64))
 
     @torch.no_grad()
-    def generate(self, cond_rows: np.ndarray, state: TorchState, temperature: float, u: np.ndarray,
-                 threads: int = 1) -> np.ndarray:
+    def generate(self, cond_rows: np.ndarray, source: np.ndarray | None, state: TorchState, temperature: float,
+                 u: np.ndarray, threads: int = 1) -> np.ndarray:
         rows = torch.from_numpy(np.ascontiguousarray(cond_rows, dtype=np.float32))
+        source = None if source is None else torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))
         first = state.model_state.t // self.hop
         out = np.empty(u.shape, np.uint8)
         for i in range(u.shape[1]):
             t = state.model_state.t
             logits, state.model_state = self.model.step(state.prev_codes, rows[:, t // self.hop - first],
-                                                        state.model_state)
+                                                        state.model_state, None if source is None else source[:, i])
             codes = sample_inverse_cdf(logits.numpy(), temperature, u[:, i])
             out[:, i] = codes
             state.prev_codes = torch.from_numpy(codes)
@@ -95,8 +98,9 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
     """Soundtracks for B movements of equal length, generated side by side a chunk at a time, in memory that does
     not grow with their length.
 
-    Per chunk of `chunk_frames` frames: its conditioning rows (`movement.condition`), one uniform per sample for
-    each stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as one draw), and
+    Per chunk of `chunk_frames` frames: its conditioning rows and controls (`movement.condition`), the source the
+    controls play (`controls.Excitation`, its state carried from chunk to chunk), one uniform per sample for each
+    stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as one draw), and
     `engine.generate`. Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter); concatenated,
     they equal one `engine.generate` over the whole movement with the same seeds.
     """
@@ -107,14 +111,17 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
     if any(m.n_frames != n_frames for m in movements):
         raise ValueError("movements generated side by side must have the same length")
     rngs = [np.random.default_rng(seed) for seed in seeds]
+    excitation, source_state = Excitation.of(model.config), SourceState.silent(len(movements))
     state = None
     for start in range(0, n_frames, chunk_frames):
         stop = min(n_frames, start + chunk_frames)
-        cond = np.stack([condition(model, m, label, start, stop) for m, label in zip(movements, labels)])
+        parts = [condition(model, m, label, start, stop) for m, label in zip(movements, labels)]
+        cond = np.stack([p.rows for p in parts])
+        source = None if excitation is None else excitation.render(np.stack([p.controls for p in parts]), source_state)
         if state is None:
             state = engine.init_state(cond[:, 0])
         u = np.stack([rng.random((stop - start) * engine.hop) for rng in rngs])
-        yield engine.generate(cond, state, temperature, u, threads)
+        yield engine.generate(cond, source, state, temperature, u, threads)
 
 
 def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
@@ -136,22 +143,36 @@ def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None,
     return wav
 
 
-def write_outputs(loaded: Loaded, video_path: str | Path, wav: np.ndarray, outputs: Sequence[Path]) -> None:
-    """Each of `outputs`: .wav the audio; .mp4 the video with it (video stream copied where MP4 allows)."""
+OUTPUT_SUFFIXES = (".wav", ".mp4", ".mid")
+
+
+def write_outputs(loaded: Loaded, video_path: str | Path, wav: np.ndarray, outputs: Sequence[Path],
+                  score: np.ndarray | None = None) -> None:
+    """Each of `outputs`: .wav the audio; .mp4 the video with it (video stream copied where MP4 allows); .mid the
+    score, the controls [T_v, 3] the model read off the movement (controls.write_midi)."""
     sample_rate = loaded.inputs.sample_rate
     for out in outputs:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".wav":
+        suffix = out.suffix.lower()
+        if suffix == ".wav":
             audio.write_wav(out, wav, sample_rate)
+        elif suffix == ".mid":
+            if score is None:
+                raise ValueError(f"{out}: this model has no control head, so no score to write")
+            write_midi(out, score, loaded.inputs.fps)
         else:
             video.mux_audio(video_path, wav, sample_rate, out)
 
 
 def generate_file(loaded: Loaded, video_path: str | Path, outputs: Sequence[Path], temperature: float = 1.0,
                   seed: int = 0, style: str | None = None, engine: str = "fast", progress: bool = True) -> np.ndarray:
-    """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it)."""
+    """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it; .mid: the
+    score the model read off the movement)."""
     label = loaded.label_index(style)
     movement = read_movement(video_path, loaded.inputs, progress)
     wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress)
-    write_outputs(loaded, video_path, wav, outputs)
+    score = None
+    if any(out.suffix.lower() == ".mid" for out in outputs):
+        score = condition(loaded.model, movement, label).controls
+    write_outputs(loaded, video_path, wav, outputs, score)
     return wav

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from movenet import inputs
+from movenet import controls, inputs
 from movenet.audio import SILENCE
 from movenet.inputs import FEATURES, InputConfig
-from movenet.nn import DilatedCausalConv, FrameEncoder, KeypointEncoder, ResidualBlock, TemporalConv
+from movenet.nn import ControlHead, DilatedCausalConv, FrameEncoder, KeypointEncoder, ResidualBlock, TemporalConv
 
 # Settings the data fixes (its InputConfig and its styles), not the user: `ModelConfig.for_inputs` sets them.
-FROM_DATA = ("hop", "frame_size", "frame_channels", "n_joints", "n_labels", "n_classes")
+FROM_DATA = ("hop", "sample_rate", "frame_size", "frame_channels", "n_joints", "n_labels", "n_classes")
 
 
 @dataclass
@@ -54,6 +54,12 @@ class ModelConfig:
     video_kernel: int = 3  # causal temporal convolution over frames
     # style (global conditioning); 0 = none
     n_labels: int = 0
+    # explicit controls (movenet.controls): a head predicts each frame's note, loudness and onset from the movement,
+    # and the source they play (`harmonics` of the note, an onset pulse, the loudness) enters the WaveNet's input
+    controls: bool = True
+    harmonics: int = 4
+    motion: bool = True  # the movement encoders also see each frame's change from the one before
+    sample_rate: int = 16000  # of the data: the source's frequencies are in Hz
 
     def __post_init__(self):
         if self.features not in FEATURES:
@@ -67,6 +73,7 @@ class ModelConfig:
         if unexpected:
             raise ValueError(f"{', '.join(unexpected)} come from the prepared data set, not from the model config")
         config = cls(**{**settings, "features": settings.get("features") or data.features, "hop": data.hop,
+                        "sample_rate": data.sample_rate,
                         "frame_size": data.frame_size, "frame_channels": data.channels,
                         "n_joints": inputs.N_JOINTS, "n_labels": n_labels})
         InputConfig(data.sample_rate, data.fps, data.frame_size, data.gray, config.features).require(
@@ -76,6 +83,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         """Build from a checkpoint's plain dict; unknown keys are an error (a newer checkpoint format)."""
+        d = {"controls": False, "motion": False, **d}  # made before the control head and motion inputs existed
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -104,6 +112,11 @@ class ModelConfig:
         return -(-(self.receptive_field - 1) // self.hop)
 
     @property
+    def source_channels(self) -> int:
+        """Channels of the source signal the WaveNet hears beside its own past (0 without controls)."""
+        return controls.n_channels(self.harmonics) if self.controls else 0
+
+    @property
     def uses_frames(self) -> bool:
         return inputs.uses_frames(self.features)
 
@@ -117,7 +130,7 @@ class State:
     """Everything `step` carries from one sample to the next (batch-first tensors)."""
 
     t: int  # index of the next target sample
-    input_buffer: torch.Tensor  # [B, input_kernel - 1, C_res]: embedded past codes
+    input_buffer: torch.Tensor  # [B, input_kernel - 1, C_res]: embedded past codes (the source is not remembered)
     buffers: list[torch.Tensor] = field(default_factory=list)  # per dilated layer: [B, (k-1) * d, C_res]
 
 
@@ -132,13 +145,17 @@ class MoveNet(nn.Module):
         self.blocks = nn.ModuleList(
             ResidualBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d) for d in c.dilations
         )
-        self.frame_encoder = FrameEncoder(c.frame_channels, c.video_channels, c.frame_width) if c.uses_frames else None
-        self.keypoint_encoder = KeypointEncoder(c.n_joints, c.video_channels, c.keypoint_width) if c.uses_keypoints else None
+        self.frame_encoder = FrameEncoder(c.frame_channels, c.video_channels, c.frame_width, c.motion) \
+            if c.uses_frames else None
+        self.keypoint_encoder = KeypointEncoder(c.n_joints, c.video_channels, c.keypoint_width, c.motion) \
+            if c.uses_keypoints else None
         self.temporal = TemporalConv(c.video_channels, c.video_kernel)
         # V_f, V_g of every layer in one projection at frame rate; holding it for `hop` samples is the up-sampler
         # (a projection commutes with holding), so conditioning costs nothing per sample.
         self.cond_proj = nn.Linear(c.video_channels, c.n_layers * c.gate_channels)
         self.label_embed = nn.Embedding(c.n_labels, c.n_layers * c.gate_channels) if c.n_labels else None
+        self.control_head = ControlHead(c.video_channels, c.n_labels) if c.controls else None
+        self.source_proj = nn.Linear(c.source_channels, c.residual_channels, bias=False) if c.controls else None
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.n_classes)
         )
@@ -150,13 +167,14 @@ class MoveNet(nn.Module):
     @property
     def frame_lookback(self) -> int:
         """Frames before the current one that its conditioning depends on (a live loop keeps this many)."""
-        return self.temporal.lookback
+        return self.temporal.lookback + int(self.config.motion)
 
     # -- conditioning ---------------------------------------------------------------------------------------------
 
-    def condition(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
-                  labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-frame conditioning of all layers -> [B, T_v, n_layers * G].
+    def encode(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
+               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The movement's per-frame conditioning of all layers [B, T_v, n_layers * G], and the control head's
+        output [B, T_v, controls.N_PITCH_CLASSES + 2] (None without controls; `controls.from_head` reads it).
 
         frames: uint8 [B, T_v, H, W, C]; keypoints: float [B, T_v, J, 3]; labels: int64 [B] (style).
         Causal in frames: row k depends on frames k - frame_lookback .. k only (frame 0 held before the start).
@@ -171,22 +189,36 @@ class MoveNet(nn.Module):
             if keypoints is None:
                 raise ValueError("this model listens to keypoints: pass keypoints")
             parts.append(self.keypoint_encoder(keypoints.float()))
-        cond = self.cond_proj(self.temporal(sum(parts)))
+        if c.n_labels and labels is None:
+            raise ValueError("this model was trained with style labels: pass labels")
+        features = self.temporal(sum(parts))
+        cond = self.cond_proj(features)
         if self.label_embed is not None:
-            if labels is None:
-                raise ValueError("this model was trained with style labels: pass labels")
             cond = cond + self.label_embed(labels)[:, None, :]
-        return cond
+        head = self.control_head(features, labels) if self.control_head is not None else None
+        return cond, head
+
+    def condition(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
+                  labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-frame conditioning of all layers, [B, T_v, n_layers * G] (see `encode`)."""
+        return self.encode(frames, keypoints, labels)[0]
 
     def cond_at(self, cond: torch.Tensor, t: int) -> torch.Tensor:
         """The conditioning row for target sample t: [B, n_layers * G]."""
         return cond[:, t // self.config.hop]
 
+    def _check_source(self, source: torch.Tensor | None, T: int) -> None:
+        E = self.config.source_channels
+        if E and (source is None or source.shape[1] != T or source.shape[2] != E):
+            got = None if source is None else list(source.shape)
+            raise ValueError(f"this model hears a source of {E} channels: pass source [B, {T}, {E}], got {got}")
+
     # -- training / teacher forcing -------------------------------------------------------------------------------
 
-    def logits(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def logits(self, codes: torch.Tensor, cond: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """Valid pass: codes [B, T] int64 (input t = the sample before target t, target t in frame t // hop),
-        cond [B, T_v, n_layers * G] -> logits [B, T - receptive_field + 1, Q] for targets receptive_field - 1 .. T - 1.
+        cond [B, T_v, n_layers * G], source [B, T, E] (row t: the source at target t; with controls only)
+        -> logits [B, T - receptive_field + 1, Q] for targets receptive_field - 1 .. T - 1.
         """
         B, T = codes.shape
         c = self.config
@@ -196,8 +228,11 @@ class MoveNet(nn.Module):
             raise ValueError(f"{T} samples are fewer than the receptive field ({c.receptive_field})")
         if (T - 1) // hop >= cond.shape[1]:
             raise ValueError(f"{T} samples need {(T - 1) // hop + 1} frames of conditioning, got {cond.shape[1]}")
+        self._check_source(source, T)
         x = self.input_conv(self.embed(codes))  # [B, T - (input_kernel - 1), C_res]
         start = self.input_conv.history  # audio position of x[:, 0]
+        if self.source_proj is not None:
+            x = x + self.source_proj(source[:, start:].to(x.dtype))
         skips = 0
         for i, block in enumerate(self.blocks):
             x, skip, start = block(x, cond[:, :, i * G: (i + 1) * G], start, hop, n_out)
@@ -205,41 +240,64 @@ class MoveNet(nn.Module):
         return self.head(skips)
 
     def forward(self, codes: torch.Tensor, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        """`logits` with the conditioning computed from the movement: see `logits` and `condition`."""
-        return self.logits(codes, self.condition(frames, keypoints, labels))
+                labels: torch.Tensor | None = None, source: torch.Tensor | None = None) -> torch.Tensor:
+        """`logits` with the conditioning computed from the movement: see `logits` and `encode`."""
+        return self.logits(codes, self.condition(frames, keypoints, labels), source)
 
-    def loss(self, codes: torch.Tensor, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
-             labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean cross-entropy (nats per sample) of a training crop.
+    def loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Mean losses of a training batch (ClipDataset items, stacked), nats: "audio" (cross-entropy per sample)
+        and, with controls, the control head's "pitch" (cross-entropy over notes), "loudness" (squared error of the
+        scaled dB) and "onset" (binary cross-entropy) per frame.
 
-        codes: [B, 1 + T]: codes[:, 0] is the sample before the crop's first frame, codes[:, 1:] the crop, whose
-        samples i*hop .. (i+1)*hop - 1 lie in frame i. Scores every target with a full receptive field of context.
+        batch["codes"]: [B, 1 + T]: codes[:, 0] is the sample before the crop's first frame, codes[:, 1:] the crop,
+        whose samples i*hop .. (i+1)*hop - 1 lie in frame i; every target with a full receptive field of context is
+        scored. "frames" / "keypoints" and "label" as `encode` takes them; "excitation" [B, T, E], the source of the
+        true controls; "controls" [B, T_v, 3], those controls. The head learns from "span_frames" /
+        "span_keypoints" with "span_controls" when the batch has them (a longer stretch of movement: more frames
+        to learn notes from, at little cost), else from the crop's own.
         """
-        logits = self(codes[:, :-1], frames, keypoints, labels)
-        targets = codes[:, self.config.receptive_field:]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        c = self.config
+        movement = lambda prefix: (batch.get(prefix + "frames") if c.uses_frames else None,  # noqa: E731
+                                   batch.get(prefix + "keypoints") if c.uses_keypoints else None,
+                                   batch.get("label") if c.n_labels else None)
+        cond, head = self.encode(*movement(""))
+        codes = batch["codes"]
+        logits = self.logits(codes[:, :-1], cond, batch.get("excitation"))
+        audio_targets = codes[:, c.receptive_field:]
+        losses = {"audio": F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), audio_targets.reshape(-1))}
+        if head is not None:
+            targets = batch["controls"]
+            if "span_controls" in batch:
+                head, targets = self.encode(*movement("span_"))[1], batch["span_controls"]
+            losses.update(controls.head_losses(head.float(), targets))
+        return losses
 
-    def with_preroll(self, codes: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A clip's targets codes [B, T] and conditioning [B, T_v, ...] as `logits` inputs from its very start:
-        context_frames of pre-roll (silence, the first frame held) before them, and each input the sample before
-        its target. The last T outputs of `logits` on the result are the targets' logits."""
+    def with_preroll(self, codes: torch.Tensor, cond: torch.Tensor, source: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A clip's targets codes [B, T], conditioning [B, T_v, ...] and source [B, T, E] as `logits` inputs from its
+        very start: context_frames of pre-roll (silence, the first frame held, no source) before them, and each
+        input the sample before its target. The last T outputs of `logits` on the result are the targets' logits."""
         B = codes.shape[0]
         n_pre = self.config.context_frames
         silence = codes.new_full((B, n_pre * self.config.hop + 1), SILENCE)
         held = cond[:, :1].expand(-1, n_pre, -1)
-        return torch.cat([silence, codes[:, :-1]], dim=1), torch.cat([held, cond], dim=1)
+        if source is not None:
+            source = torch.cat([source.new_zeros(B, n_pre * self.config.hop, source.shape[2]), source], dim=1)
+        return torch.cat([silence, codes[:, :-1]], dim=1), torch.cat([held, cond], dim=1), source
 
-    def teacher_forced(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Logits for every sample of a clip from its start: codes [B, T] (the clip's targets), cond [B, T_v, ...]
-        -> logits [B, T, Q]; logits[:, t] predicts codes[:, t] from codes[:, :t] after the pre-roll."""
-        return self.logits(*self.with_preroll(codes, cond))[:, -codes.shape[1]:]
+    def teacher_forced(self, codes: torch.Tensor, cond: torch.Tensor, source: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """Logits for every sample of a clip from its start: codes [B, T] (the clip's targets), cond [B, T_v, ...],
+        source [B, T, E] -> logits [B, T, Q]; logits[:, t] predicts codes[:, t] from codes[:, :t] after the
+        pre-roll."""
+        return self.logits(*self.with_preroll(codes, cond, source))[:, -codes.shape[1]:]
 
     # -- incremental generation -----------------------------------------------------------------------------------
 
     @torch.no_grad()
     def init_state(self, cond0: torch.Tensor) -> State:
-        """The state after the pre-roll: silence for ever, under the first frame's conditioning cond0 [B, n_layers*G].
+        """The state after the pre-roll: silence for ever, with no source, under the first frame's conditioning
+        cond0 [B, n_layers * G].
 
         Every layer's input is then constant, so each buffer holds one vector; computing it takes one pass.
         """
@@ -255,14 +313,20 @@ class MoveNet(nn.Module):
         return State(t=0, input_buffer=input_buffer, buffers=buffers)
 
     @torch.no_grad()
-    def step(self, prev_code: torch.Tensor, cond_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def step(self, prev_code: torch.Tensor, cond_t: torch.Tensor, state: State,
+             source_t: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """One sample, constant work: prev_code [B] int64 (the sample before target state.t; SILENCE at t = 0),
-        cond_t [B, n_layers * G] (= cond_at(cond, state.t)) -> logits [B, Q] for target state.t.
+        cond_t [B, n_layers * G] (= cond_at(cond, state.t)), source_t [B, E] (the source at target state.t; with
+        controls only) -> logits [B, Q] for target state.t.
 
         Updates the buffers in `state` and advances state.t.
         """
         G, t = self.config.gate_channels, state.t
         x = self.input_conv.step(self.embed(prev_code), state.input_buffer, t)
+        if self.source_proj is not None:
+            if source_t is None:
+                raise ValueError("this model hears a source: pass source_t")
+            x = x + self.source_proj(source_t.to(x.dtype))
         skips = 0
         for i, block in enumerate(self.blocks):
             x, skip = block.step(x, cond_t[:, i * G: (i + 1) * G], state.buffers[i], t)

@@ -1,7 +1,8 @@
 """The movement of a video, as a model sees it, and the one path from movement to conditioning.
 
     read_movement(path, inputs)       frames and/or keypoints at the model's frame rate, read once
-    condition(model, movement, ...)   -> the model's per-frame conditioning rows (all layers), float32 numpy
+    condition(model, movement, ...)   -> the model's per-frame conditioning rows (all layers) and the controls
+                                         its head reads off the movement (note, loudness, onset), float32 numpy
 
 Keypoints of a synthetic dancer come from its sidecar (its true joints); any other video goes through MediaPipe
 Pose (`movenet.pose`). Generation, evaluation, live streaming and the benchmarks all condition through
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from movenet import pose, video
+from movenet import controls, pose, video
 from movenet.inputs import InputConfig, InputMismatch
 
 
@@ -100,10 +102,16 @@ def read_movement(path: str | Path, inputs: InputConfig, progress: bool = False)
     return Movement(frames, keypoints)
 
 
+class Conditioning(NamedTuple):
+    rows: np.ndarray  # float32 [T, L * G]: every layer's conditioning, per frame
+    controls: np.ndarray | None  # float32 [T, 3]: the predicted f0 (Hz), loudness (dBFS), onset; None without a head
+
+
 @torch.no_grad()
 def condition(model, movement: Movement, label: int | None = None, start: int = 0, stop: int | None = None
-              ) -> np.ndarray:
-    """The conditioning rows of frames start .. stop - 1 (default: to the end): float32 [stop - start, L * G].
+              ) -> Conditioning:
+    """The conditioning of frames start .. stop - 1 (default: to the end): rows float32 [stop - start, L * G] and
+    the controls the model's head predicts for them (`controls.from_head`).
 
     model: a MoveNet; label: its style id (None for a model without styles). Runs the movement encoders on frames
     start - frame_lookback .. stop - 1 only: row k depends on frames k - frame_lookback .. k (causal), so these rows
@@ -117,8 +125,9 @@ def condition(model, movement: Movement, label: int | None = None, start: int = 
     stop = movement.n_frames if stop is None else stop
     lo = max(0, start - model.frame_lookback)
     part = movement.window(lo, stop)
-    cond = model.condition(
+    cond, head = model.encode(
         torch.from_numpy(np.ascontiguousarray(part.frames))[None] if config.uses_frames else None,
         torch.from_numpy(np.ascontiguousarray(part.keypoints, dtype=np.float32))[None] if config.uses_keypoints else None,
         None if label is None else torch.tensor([int(label)]))
-    return cond[0, start - lo:].numpy()
+    return Conditioning(cond[0, start - lo:].float().numpy(),
+                        None if head is None else controls.from_head(head[0, start - lo:].float().numpy()))

@@ -219,28 +219,42 @@ class TemporalConv(nn.Module):
         return F.relu(self.conv(torch.cat([held, x], dim=1)))
 
 
+def previous_frame(x: torch.Tensor) -> torch.Tensor:
+    """x [B, T_v, ...] shifted one frame later, frame 0 held: row k is frame k - 1 (causal)."""
+    return torch.cat([x[:, :1], x[:, :-1]], dim=1)
+
+
 class FrameEncoder(nn.Module):
     """Frames -> one movement vector per frame.
 
-    A small CNN embeds each frame on its own (spatial layout kept by a 4x4 pooled grid, since *where* a hand is
-    matters).
+    A small CNN embeds each frame (spatial layout kept on an 8x8 grid, and two channels that say where each pixel
+    is, since *where* a hand is matters). With `motion` it also sees the difference from the previous frame: what
+    moved, and how much, is what loudness and hits follow. Then `lookback` is 1 frame.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, width: int = 32):
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, motion: bool = True):
         super().__init__()
+        self.lookback = int(motion)
+        channels = in_channels * (2 if motion else 1) + 2
         self.cnn = nn.Sequential(
-            nn.Conv2d(in_channels, width // 2, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(channels, width // 2, 5, stride=2, padding=2), nn.ReLU(),
             nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4),
+            nn.AdaptiveAvgPool2d(8),
             nn.Flatten(),
-            nn.Linear(width * 16, out_channels), nn.ReLU(),
+            nn.Linear(width * 64, out_channels), nn.ReLU(),
         )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: uint8 [B, T_v, H, W, C] -> float [B, T_v, C_out]"""
         B, T_v, H, W, C = frames.shape
-        x = frames.reshape(B * T_v, H, W, C).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B*T_v, C, H, W]
+        x = frames.float() / 127.5 - 1.0
+        if self.lookback:
+            x = torch.cat([x, x - previous_frame(x)], dim=-1)
+        x = x.reshape(B * T_v, H, W, -1).permute(0, 3, 1, 2)  # [B*T_v, C', H, W]
+        ys = torch.linspace(-1, 1, H, dtype=x.dtype, device=x.device)[:, None].expand(H, W)
+        xs = torch.linspace(-1, 1, W, dtype=x.dtype, device=x.device)[None, :].expand(H, W)
+        x = torch.cat([x, torch.stack([ys, xs]).expand(B * T_v, -1, -1, -1)], dim=1)
         return self.cnn(x).reshape(B, T_v, -1)
 
 
@@ -250,13 +264,17 @@ class KeypointEncoder(nn.Module):
     Input per joint: x, y (normalized image coordinates) and visibility. A joint that is not seen (visibility 0)
     enters as (0, 0, 0) whatever its coordinates say, so the network learns "missing" from the mask alone.
     Coordinates are taken relative to the visible joints' mean too, so the same pose anywhere in the picture
-    looks alike, while the absolute position still comes in.
+    looks alike, while the absolute position still comes in. With `motion`, each joint's displacement since the
+    previous frame comes in too (zero unless the joint is seen in both), and `lookback` is 1 frame.
     """
 
-    def __init__(self, n_joints: int, out_channels: int, width: int = 128):
+    VELOCITY_SCALE = 10.0  # a frame's displacement is a few hundredths of the image: bring it near unit size
+
+    def __init__(self, n_joints: int, out_channels: int, width: int = 128, motion: bool = True):
         super().__init__()
+        self.lookback = int(motion)
         self.mlp = nn.Sequential(
-            nn.Linear(n_joints * 5, width), nn.ReLU(),
+            nn.Linear(n_joints * (7 if motion else 5), width), nn.ReLU(),
             nn.Linear(width, width), nn.ReLU(),
             nn.Linear(width, out_channels), nn.ReLU(),
         )
@@ -269,4 +287,28 @@ class KeypointEncoder(nn.Module):
         xy = (keypoints[..., :2] - 0.5) * 2 * seen  # [-1, 1], zero where unseen
         center = xy.sum(2, keepdim=True) / seen.sum(2, keepdim=True).clamp(min=1)
         rel = (xy - center) * seen
-        return self.mlp(torch.cat([xy, rel, vis], dim=-1).reshape(B, T_v, J * 5))
+        parts = [xy, rel, vis]
+        if self.lookback:
+            both = seen * previous_frame(seen)
+            parts.append((xy - previous_frame(xy)) * both * self.VELOCITY_SCALE)
+        return self.mlp(torch.cat(parts, dim=-1).reshape(B, T_v, -1))
+
+
+class ControlHead(nn.Module):
+    """Movement features -> each frame's controls (movenet.controls): note logits [N_PITCH_CLASSES], loudness (dB
+    scaled to about 0..1), onset logit. The style joins the features first: a style may map the same gesture to
+    another note (its own scale)."""
+
+    def __init__(self, channels: int, n_labels: int = 0, width: int = 128):
+        from movenet.controls import N_PITCH_CLASSES
+
+        super().__init__()
+        self.label_embed = nn.Embedding(n_labels, channels) if n_labels else None
+        self.mlp = nn.Sequential(nn.Linear(channels, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                                 nn.Linear(width, N_PITCH_CLASSES + 2))
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """features [B, T_v, C], labels int64 [B] -> [B, T_v, N_PITCH_CLASSES + 2]"""
+        if self.label_embed is not None:
+            features = features + self.label_embed(labels)[:, None, :]
+        return self.mlp(features)

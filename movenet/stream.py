@@ -15,6 +15,7 @@ import numpy as np
 
 from movenet.audio import mu_law_decode
 from movenet.checkpoint import Loaded
+from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator, FastState
 from movenet.movement import Movement, condition
 from movenet.sampling import check_temperature
@@ -42,6 +43,8 @@ class Streamer:
         self.rng = np.random.default_rng(seed)
         self.window: deque = deque(maxlen=self.model.frame_lookback + 1)  # (frame, keypoints) of the newest frames
         self.state: FastState | None = None
+        self.excitation, self.source_state = Excitation.of(self.model.config), SourceState.silent(1)
+        self.controls: np.ndarray | None = None  # the newest frame's controls [3] (a model with a control head)
         self.n_frames = 0
         self.compute_seconds = 0.0  # total over all pushes
 
@@ -77,14 +80,19 @@ class Streamer:
         window = Movement(np.stack(frames) if config.uses_frames and frame is not None else None,
                           np.stack(kps) if config.uses_keypoints and keypoints is not None else None)
         try:
-            cond = condition(self.model, window, self.label, start=len(self.window) - 1)[None]  # [1, 1, L * G]
+            part = condition(self.model, window, self.label, start=len(self.window) - 1)
         except Exception:
             self.window.pop()  # a rejected frame leaves the stream as it was
             raise
+        cond = part.rows[None]  # [1, 1, L * G]
+        source = None
+        if self.excitation is not None:
+            self.controls = part.controls[0]
+            source = self.excitation.render(part.controls[None], self.source_state)
         if self.state is None:
             self.state = self.gen.init_state(cond[:, 0])
         u = self.rng.random((1, self.hop))
-        codes = self.gen.generate(cond, self.state, self.temperature, u)
+        codes = self.gen.generate(cond, source, self.state, self.temperature, u)
         self.n_frames += 1
         self.compute_seconds += time.perf_counter() - start
         return mu_law_decode(codes[0])

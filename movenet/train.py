@@ -47,6 +47,8 @@ class TrainConfig:
     lr: float = 3e-3  # OneCycle peak learning rate
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    control_weight: float = 1.0  # the control head's losses (nats per frame) beside the audio's (nats per sample)
+    span_seconds: float = 4.0  # movement per crop that the control head learns from (0: the crop's own)
     max_steps: int = 20000
     max_minutes: float = 0.0  # training-time budget; 0 = none. The OneCycle schedule ends at whichever comes first
     val_crops: int = 64  # fixed validation crops, scored every epoch
@@ -107,17 +109,19 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
                                  "data": inputs.to_dict(), "labels": labels, "data_dir": str(data_dir)})
 
     L.seed_everything(config.seed, workers=True, verbose=False)
+    harmonics = model_config.harmonics if model_config.controls else 0  # crops bring the source of their controls
+    span_frames = round(config.span_seconds * data.fps) if model_config.controls else 0
     fps = data.fps
     crop_frames = max(1, round(config.crop_seconds * fps))
     train_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed,
-                            labels=manifest["labels"])
+                            labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames)
     try:
         val_set = ClipDataset(data_dir, "valid", crop_frames, model_config.context_frames, seed=config.seed + 1,
-                              labels=manifest["labels"])
+                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames)
     except DataError:
         print(f"{data_dir}: no validation clips; validating on fixed crops of the training clips")
         val_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed + 1,
-                              labels=manifest["labels"])
+                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames)
     val_set.n_items = min(len(val_set), config.val_crops)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.num_workers,
                        persistent_workers=False, pin_memory=torch.cuda.is_available())

@@ -20,7 +20,8 @@ LN2 = math.log(2.0)  # nats per bit
 
 
 class MoveNetModule(L.LightningModule):
-    """The model, its loss in bits per sample, AdamW with a OneCycle schedule."""
+    """The model, its loss (the audio's bits per sample, plus the control head's losses weighted by
+    `control_weight`), AdamW with a OneCycle schedule."""
 
     def __init__(self, model_config: dict, train_config: dict, data_config: dict, labels: list):
         """train_config: train.TrainConfig as a dict (lr, weight_decay, max_steps and max_minutes are read here)."""
@@ -31,16 +32,22 @@ class MoveNetModule(L.LightningModule):
         self._last_time = None
         self._started, self._earlier_seconds = None, 0.0
 
-    def _loss(self, batch) -> torch.Tensor:
-        c = self.model.config
-        return self.model.loss(batch["codes"], batch.get("frames") if c.uses_frames else None,
-                               batch.get("keypoints") if c.uses_keypoints else None,
-                               batch["label"] if c.n_labels else None)
+    def _losses(self, batch) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch)
+
+    def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        controls = [v for k, v in losses.items() if k != "audio"]
+        return losses["audio"] + self.train_config.get("control_weight", 1.0) * sum(controls) if controls \
+            else losses["audio"]
 
     def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        bits = loss.detach() / LN2
+        losses = self._losses(batch)
+        loss = self._total(losses)
+        bits = losses["audio"].detach() / LN2
         self.log("train/bits", bits, prog_bar=True, on_step=True, on_epoch=False)
+        for name, value in losses.items():
+            if name != "audio":
+                self.log(f"train/{name}", value.detach(), on_step=True, on_epoch=False)
         now = time.perf_counter()
         if self._last_time is not None:
             scored = batch["codes"].shape[0] * (batch["codes"].shape[1] - self.model.receptive_field)
@@ -50,7 +57,11 @@ class MoveNetModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/bits", self._loss(batch) / LN2, prog_bar=True, on_epoch=True, sync_dist=True)
+        losses = self._losses(batch)
+        self.log("val/bits", losses["audio"] / LN2, prog_bar=True, on_epoch=True, sync_dist=True)
+        for name, value in losses.items():
+            if name != "audio":
+                self.log(f"val/{name}", value, on_epoch=True, sync_dist=True)
 
     def on_validation_start(self):
         self._last_time = None  # the pause is not training time

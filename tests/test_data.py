@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from movenet import audio, pose, synth
+from movenet import audio, controls, pose, synth
 from movenet.data import (ClipDataset, DataConfig, DataError, data_config_from_manifest, find_videos, load_manifest,
                           open_clip, prepare)
 from movenet.inputs import InputConfig, InputMismatch
@@ -61,7 +61,7 @@ def test_find_videos_labels_splits_and_ignores_other_files(tmp_path):
 def test_prepare_stores_aligned_compact_clips(prepared_dir):
     manifest = load_manifest(prepared_dir)
     config = DataConfig()
-    assert manifest["format_version"] == 2 and manifest["data"]["features"] == "frames"
+    assert manifest["format_version"] == 3 and manifest["data"]["features"] == "frames"
     assert manifest["data"]["sample_rate"] == 16000 and manifest["data"]["fps"] == 25
     assert set(manifest["labels"]) == set(synth.STYLES)
     assert {c["split"] for c in manifest["clips"]} == {"train", "valid"}
@@ -77,7 +77,18 @@ def test_prepare_stores_aligned_compact_clips(prepared_dir):
         assert 0.5 < np.abs(wav).max() <= 1.0  # normalized, not silent
         assert frames.std() > 1  # the figure is there
         assert "keypoints" not in record
-    assert not list(prepared_dir.rglob("*.tmp")) and not list(prepared_dir.rglob("*.keypoints.npy"))
+        # the soundtrack's controls: the notes the right hand played, and an onset at every foot strike
+        played = np.load(base.with_name(base.name + ".controls.npy"))
+        assert played.shape == (len(frames), 3) and played.dtype == np.float32
+        sidecar = pose.read_sidecar(record["source"])
+        audible = np.asarray(sidecar["loudness"])[: len(frames)] > 0.1
+        notes = controls.pitch_class(played[:, 0])
+        assert (notes == controls.pitch_class(sidecar["pitch_hz"][: len(frames)]))[audible].mean() > 0.9
+        assert (notes[~audible & (played[:, 1] < -60)] == 0).all()  # silence has no note
+        onsets = np.flatnonzero(played[:, 2])
+        for hit in np.rint(np.asarray(sidecar["hit_times"]) * 25):
+            assert np.abs(onsets - hit).min() <= 1
+    assert not list(prepared_dir.rglob(".movenet-*")) and not list(prepared_dir.rglob("*.keypoints.npy"))
 
 
 def test_prepare_is_resumable(synth_dir, tmp_path):
@@ -141,7 +152,7 @@ def test_prepare_skips_bad_and_video_only_files(synth_dir, real_videos_dir, tmp_
 
 
 def test_dataset_crops_are_aligned_slices_of_one_clip(prepared_dir):
-    ds = ClipDataset(prepared_dir, split="train", crop_frames=6, context_frames=2, seed=1)
+    ds = ClipDataset(prepared_dir, split="train", crop_frames=6, context_frames=2, seed=1, harmonics=2)
     hop = ds.hop
     assert len(ds) > 0
     stored = {i: open_clip(prepared_dir, record, mmap=False) for i, record in enumerate(ds.clips)}
@@ -163,7 +174,17 @@ def test_dataset_crops_are_aligned_slices_of_one_clip(prepared_dir):
                 if np.array_equal(audio_span, codes[1:]) and codes[0] == previous and np.array_equal(held, frames):
                     matches.append((i, start))
         assert len(matches) >= 1
-        assert ds.labels[int(item["label"])] == ds.clips[matches[0][0]]["label"]
+        i, start = matches[0]
+        assert ds.labels[int(item["label"])] == ds.clips[i]["label"]
+        # the controls of the same frames (silent before the clip), and the source they play, frame by frame
+        played = stored[i]["controls"]
+        expected = np.concatenate([np.repeat(controls.SILENT[None], max(0, -start), axis=0),
+                                   played[max(0, start): start + 8]])
+        np.testing.assert_array_equal(item["controls"].numpy(), expected)
+        source = item["excitation"].numpy()
+        assert source.shape == (8 * hop, controls.n_channels(2)) and source.dtype == np.float32
+        loudness = source[:, -1].reshape(8, hop)[:, -1]  # the loudness channel at each frame's end
+        np.testing.assert_allclose(loudness, controls.amplitude(expected[:, 1]), atol=0.02)
 
 
 def test_dataset_is_deterministic_per_epoch_and_pads_short_clips(prepared_dir):
@@ -188,11 +209,12 @@ def test_dataset_is_deterministic_per_epoch_and_pads_short_clips(prepared_dir):
 
 
 def test_dataset_works_with_dataloader_workers(prepared_dir):
-    ds = ClipDataset(prepared_dir, split="train", crop_frames=5, context_frames=1)
+    ds = ClipDataset(prepared_dir, split="train", crop_frames=5, context_frames=1, harmonics=3)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)
     batch = next(iter(loader))
     assert batch["codes"].shape == (4, 1 + 6 * ds.hop)
     assert batch["frames"].shape == (4, 6, 64, 64, 1)
+    assert batch["controls"].shape == (4, 6, 3) and batch["excitation"].shape == (4, 6 * ds.hop, 8)
     assert batch["label"].shape == (4,)
 
 
@@ -239,10 +261,10 @@ def _brightness_at_joints(frames: np.ndarray, keypoints: np.ndarray, shift: int)
 def test_prepare_both_stores_keypoints_aligned_with_frames(keypoint_sets):
     root = keypoint_sets["both"]
     manifest = load_manifest(root)
-    assert manifest["format_version"] == 2 and manifest["data"]["features"] == "both"
+    assert manifest["format_version"] == 3 and manifest["data"]["features"] == "both"
     for record in manifest["clips"]:
         arrays = open_clip(root, record)
-        assert set(arrays) == {"codes", "frames", "keypoints"}
+        assert set(arrays) == {"codes", "controls", "frames", "keypoints"}
         codes, frames, kp = arrays["codes"], arrays["frames"], arrays["keypoints"]
         assert kp.dtype == np.float32 and kp.shape == (record["n_frames"], 15, 3) and len(frames) == len(kp)
         assert len(codes) == len(kp) * DataConfig().hop
@@ -253,7 +275,7 @@ def test_prepare_both_stores_keypoints_aligned_with_frames(keypoint_sets):
         scores = {shift: _brightness_at_joints(frames, kp, shift) for shift in range(-3, 4)}
         assert max(scores, key=scores.get) == 0, scores
         assert scores[0] > 3 * frames.mean()
-    assert not list(root.rglob("*.tmp"))
+    assert not list(root.rglob(".movenet-*"))
 
 
 def test_prepare_keypoints_only_stores_no_frames(keypoint_sets):
@@ -264,7 +286,7 @@ def test_prepare_keypoints_only_stores_no_frames(keypoint_sets):
     by_id = {r["id"]: r for r in load_manifest(both)["clips"]}
     for record in manifest["clips"]:
         arrays = open_clip(root, record, mmap=False)
-        assert set(arrays) == {"codes", "keypoints"} and isinstance(arrays["keypoints"], np.ndarray)
+        assert set(arrays) == {"codes", "controls", "keypoints"} and isinstance(arrays["keypoints"], np.ndarray)
         # The same clip has the same length and keypoints whichever features were asked for.
         assert record["n_frames"] == by_id[record["id"]]["n_frames"]
         np.testing.assert_array_equal(arrays["keypoints"], open_clip(both, by_id[record["id"]])["keypoints"])
@@ -287,7 +309,7 @@ def test_open_clip_names_a_missing_or_short_array(keypoint_sets, tmp_path):
     np.save(root / "clips" / f"{second['id']}.frames.npy", np.zeros((3, 64, 64, 1), np.uint8))
     with pytest.raises(DataError, match="frames.npy: 3 rows, the record says 50"):
         open_clip(root, second)
-    assert set(open_clip(root, third)) == {"codes", "frames", "keypoints"}
+    assert set(open_clip(root, third)) == {"codes", "controls", "frames", "keypoints"}
 
 
 def test_prepare_synthetic_keypoints_need_no_mediapipe(synth3_dir, walker_video, tmp_path, monkeypatch):

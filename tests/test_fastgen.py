@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 import torch
 from numba.core.runtime import _nrt_python, rtsys
-from tests.test_model import inputs, tiny_config
+from tests.test_model import inputs, source, tiny_config
 
 from movenet.audio import SILENCE, mu_law_decode
+from movenet import controls
 from movenet.checkpoint import Loaded
+from movenet.controls import Excitation, SourceState
 from movenet.inputs import InputConfig
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
@@ -45,16 +47,30 @@ def movement_inputs(config, n_samples, batch, seed=0):
 
 
 def movement(model, n_samples, batch, seed=0):
-    """codes [B, n] int64, and the conditioning [B, n_frames, L*G] of random movement (torch)."""
+    """codes [B, n] int64, the conditioning [B, n_frames, L*G] of random movement (torch), and a random source
+    float32 [B, n, E] (numpy; None for a model without controls)."""
     c = model.config
     codes, frames, keypoints, labels = movement_inputs(c, n_samples, batch, seed)
     with torch.no_grad():
         cond = model.condition(frames if c.uses_frames else None, keypoints if c.uses_keypoints else None,
                                labels if c.n_labels else None)
-    return codes, cond
+    src = source(c, n_samples, batch, seed)
+    return codes, cond, None if src is None else src.numpy()
 
 
-def reference_samples(model, cond, temperature, u):
+def _t(src):
+    return None if src is None else torch.from_numpy(src)
+
+
+def _at(src, t):
+    return None if src is None else torch.from_numpy(src[:, t])
+
+
+def _cut(src, a, b):
+    return None if src is None else src[:, a:b]
+
+
+def reference_samples(model, cond, temperature, u, src=None):
     """The PyTorch loop: init_state / step + sample_inverse_cdf. -> codes [B, n], margins [B, n], final State.
 
     margin: how far u * total lies from the nearest CDF step, relative to the total (for temperature 0, the gap
@@ -65,7 +81,7 @@ def reference_samples(model, cond, temperature, u):
     prev = torch.full((B,), SILENCE)
     codes, margins = np.empty((B, n), np.int64), np.empty((B, n))
     for t in range(n):
-        logits, state = model.step(prev, model.cond_at(cond, t), state)
+        logits, state = model.step(prev, model.cond_at(cond, t), state, _at(src, t))
         logits = logits.numpy()
         codes[:, t] = sample_inverse_cdf(logits, temperature, u[:, t])
         if temperature == 0:
@@ -79,7 +95,7 @@ def reference_samples(model, cond, temperature, u):
     return codes, margins, state
 
 
-def _assert_same_samples(gen, cond, temperature, u, fast, codes, margins):
+def _assert_same_samples(gen, cond, src, temperature, u, fast, codes, margins):
     """The fast sampler picks the reference's codes except where u lands within MARGIN of a CDF step.
 
     Per sample, along the reference trajectory (so one flip cannot make later samples differ): the policy applied
@@ -88,7 +104,7 @@ def _assert_same_samples(gen, cond, temperature, u, fast, codes, margins):
     such a sample; after it the streams diverge, as any two samplers would.
     """
     state = gen.init_state(cond[:, 0])
-    logits = gen.teacher_forced_logits(codes, cond, state)
+    logits = gen.teacher_forced_logits(codes, cond, state, src)
     resampled = np.stack([sample_inverse_cdf(logits[:, t], temperature, u[:, t]) for t in range(u.shape[1])], 1)
     differ = resampled != codes
     assert differ.mean() <= 1e-3 and (margins[differ] < MARGIN).all()
@@ -162,12 +178,12 @@ def test_matmul_acc_matches_numpy(B):
 def test_teacher_forced_logits_equal_the_sequence_pass(features, n_labels):
     model = build(features, n_labels)
     T = 2 * model.receptive_field + 37  # more than a receptive field, and not whole frames
-    codes, cond = movement(model, T, batch=3)
-    expected = model.teacher_forced(codes, cond).detach().numpy()
+    codes, cond, src = movement(model, T, batch=3)
+    expected = model.teacher_forced(codes, cond, _t(src)).detach().numpy()
     gen = FastGenerator(model)
     state = gen.init_state(cond[:, 0])
     _assert_state_equal(state, model.init_state(cond[:, 0]), gen)
-    got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), state)
+    got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), state, src)
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
     assert state.t == T
 
@@ -176,11 +192,12 @@ def test_teacher_forced_logits_default_config():
     model = MoveNet(ModelConfig(n_labels=3)).eval()
     T = model.receptive_field + 300
     codes, frames, _, labels = inputs(model.config, T, batch=2)
+    src = source(model.config, T, batch=2)
     with torch.no_grad():
         cond = model.condition(frames, labels=labels)
-        expected = model.teacher_forced(codes, cond).numpy()
+        expected = model.teacher_forced(codes, cond, src).numpy()
     gen = FastGenerator(model)
-    got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), gen.init_state(cond[:, 0]))
+    got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), gen.init_state(cond[:, 0]), src.numpy())
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
 
 
@@ -190,14 +207,14 @@ def test_samples_equal_the_pytorch_step_loop(features, n_labels, temperature):
     model = build(features, n_labels)
     n_frames = 3 * model.config.context_frames + 5
     n = n_frames * model.config.hop
-    _, cond = movement(model, n, batch=3, seed=1)
+    _, cond, src = movement(model, n, batch=3, seed=1)
     u = np.stack([np.random.default_rng(seed).random(n) for seed in (10, 11, 12)])
-    codes, margins, ref_state = reference_samples(model, cond, temperature, u)
+    codes, margins, ref_state = reference_samples(model, cond, temperature, u, src)
     gen = FastGenerator(model)
     state = gen.init_state(cond[:, 0])
-    fast = gen.generate(cond.numpy(), state, temperature, u)
+    fast = gen.generate(cond.numpy(), src, state, temperature, u)
     assert fast.dtype == np.uint8 and fast.shape == (3, n)
-    _assert_same_samples(gen, cond.numpy(), temperature, u, fast, codes, margins)
+    _assert_same_samples(gen, cond.numpy(), src, temperature, u, fast, codes, margins)
     if (fast == codes).all():  # as with these seeds
         _assert_state_equal(state, ref_state, gen)
         np.testing.assert_array_equal(state.prev_codes, codes[:, -1])
@@ -208,22 +225,23 @@ def test_samples_equal_the_pytorch_step_loop_default_config():
     model = MoveNet(ModelConfig()).eval()
     n = 400
     _, frames, _, _ = movement_inputs(model.config, n, batch=1)
+    src = source(model.config, n, batch=1).numpy()
     with torch.no_grad():
         cond = model.condition(frames)
     u = np.random.default_rng(5).random((1, n))
-    codes, margins, _ = reference_samples(model, cond, 1.0, u)
+    codes, margins, _ = reference_samples(model, cond, 1.0, u, src)
     gen = FastGenerator(model)
-    fast = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 1.0, u)
-    _assert_same_samples(gen, cond.numpy(), 1.0, u, fast, codes, margins)
+    fast = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 1.0, u)
+    _assert_same_samples(gen, cond.numpy(), src, 1.0, u, fast, codes, margins)
 
 
 def test_temperature_zero_is_argmax():
     model = build()
     n = 6 * model.config.hop
-    _, cond = movement(model, n, batch=2)
+    _, cond, src = movement(model, n, batch=2)
     gen = FastGenerator(model)
-    codes = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 0.0, np.random.default_rng(0).random((2, n)))
-    logits = gen.teacher_forced_logits(codes, cond.numpy(), gen.init_state(cond[:, 0]))
+    codes = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 0.0, np.random.default_rng(0).random((2, n)))
+    logits = gen.teacher_forced_logits(codes, cond.numpy(), gen.init_state(cond[:, 0]), src)
     np.testing.assert_array_equal(codes, logits.argmax(-1))
 
 
@@ -234,21 +252,21 @@ def test_frame_by_frame_equals_one_shot():
     model = build(features="both")
     hop = model.config.hop
     n_frames = 12
-    _, cond = movement(model, n_frames * hop, batch=3)
+    _, cond, src = movement(model, n_frames * hop, batch=3)
     cond = cond.numpy()
     u = np.random.default_rng(3).random((3, n_frames * hop))
     gen = FastGenerator(model)
     one = gen.init_state(cond[:, 0])
-    whole = gen.generate(cond, one, 1.0, u)
+    whole = gen.generate(cond, src, one, 1.0, u)
     by_frame = gen.init_state(cond[:, 0])
-    frames = np.concatenate([gen.generate(cond[:, k: k + 1], by_frame, 1.0, u[:, k * hop: (k + 1) * hop])
-                             for k in range(n_frames)], axis=1)
+    frames = np.concatenate([gen.generate(cond[:, k: k + 1], _cut(src, k * hop, (k + 1) * hop), by_frame, 1.0,
+                                          u[:, k * hop: (k + 1) * hop]) for k in range(n_frames)], axis=1)
     np.testing.assert_array_equal(frames, whole)
     # and pieces that do not follow frames: row i of cond_rows is frame state.t // hop + i
     ragged, pieces, t = gen.init_state(cond[:, 0]), [], 0
     for n in (1, 5, hop, 3 * hop + 7, n_frames * hop):
         n = min(n, n_frames * hop - t)
-        pieces.append(gen.generate(cond[:, t // hop:], ragged, 1.0, u[:, t: t + n]))
+        pieces.append(gen.generate(cond[:, t // hop:], _cut(src, t, t + n), ragged, 1.0, u[:, t: t + n]))
         t += n
     np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
     for a, b in [(one.buffers, by_frame.buffers), (one.buffers, ragged.buffers), (one.prev_codes, ragged.prev_codes),
@@ -260,25 +278,27 @@ def test_frame_by_frame_equals_one_shot():
 def test_threads_give_the_same_codes():
     model = build()
     n = 4 * model.config.hop
-    _, cond = movement(model, n, batch=5)
+    _, cond, src = movement(model, n, batch=5)
     u = np.random.default_rng(4).random((5, n))
     gen = FastGenerator(model)
-    one = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 1.0, u, threads=1)
-    two = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 1.0, u, threads=2)
+    one = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 1.0, u, threads=1)
+    two = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 1.0, u, threads=2)
     np.testing.assert_array_equal(one, two)
 
 
 def test_generate_checks_its_inputs():
     model = build()
     gen = FastGenerator(model)
-    _, cond = movement(model, 32, batch=2)
+    _, cond, src = movement(model, 32, batch=2)
     state = gen.init_state(cond[:, 0])
     with pytest.raises(ValueError, match="cond_rows"):
-        gen.generate(cond.numpy()[:, :1], state, 1.0, np.zeros((2, 17)))  # 17 samples need 2 frames
+        gen.generate(cond.numpy()[:, :1], src[:, :17], state, 1.0, np.zeros((2, 17)))  # 17 samples need 2 frames
     with pytest.raises(ValueError, match="u must be"):
-        gen.generate(cond.numpy(), state, 1.0, np.zeros((3, 16)))
+        gen.generate(cond.numpy(), src[:, :16], state, 1.0, np.zeros((3, 16)))
     with pytest.raises(ValueError, match="temperature"):
-        gen.generate(cond.numpy(), state, -1.0, np.zeros((2, 16)))
+        gen.generate(cond.numpy(), src[:, :16], state, -1.0, np.zeros((2, 16)))
+    with pytest.raises(ValueError, match="source"):
+        gen.generate(cond.numpy(), None, state, 1.0, np.zeros((2, 16)))
 
 
 @pytest.mark.parametrize("features,labels", [("frames", 2), ("keypoints", None)])
@@ -288,10 +308,11 @@ def test_streamer_plays_what_generate_makes_from_the_whole_video(features, label
     n_frames = 10
     _, frames, keypoints, _ = movement_inputs(c, n_frames * c.hop, batch=1, seed=2)
     with torch.no_grad():
-        cond = model.condition(frames if c.uses_frames else None, keypoints if c.uses_keypoints else None,
-                               torch.tensor([labels]) if labels is not None else None)
+        cond, head = model.encode(frames if c.uses_frames else None, keypoints if c.uses_keypoints else None,
+                                  torch.tensor([labels]) if labels is not None else None)
+    src = Excitation.of(c).render(controls.from_head(head.numpy()), SourceState.silent(1))
     gen = FastGenerator(model)
-    codes = gen.generate(cond.numpy(), gen.init_state(cond[:, 0]), 0.9,
+    codes = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 0.9,
                          np.random.default_rng(42).random((1, n_frames * c.hop)))
     styles = ["a", "b", "c"] if labels is not None else []
     loaded = Loaded(model, InputConfig(sample_rate=c.hop * 25, fps=25, frame_size=c.frame_size, features=features),
@@ -311,14 +332,19 @@ def test_chunked_conditioning_and_generation_equal_the_whole_video():
     n_frames = 23
     _, frames, keypoints, labels = inputs(c, n_frames * c.hop, batch=2, seed=3)
     with torch.no_grad():
-        cond = model.condition(frames, keypoints, labels).numpy()
+        cond, head = model.encode(frames, keypoints, labels)
+    cond, played = cond.numpy(), controls.from_head(head.numpy())
     movements = [Movement(frames[b].numpy(), keypoints[b].numpy()) for b in range(2)]
-    chunks = [np.stack([condition(model, m, int(label), s, min(s + 5, n_frames)) for m, label in zip(movements, labels)])
+    chunks = [[condition(model, m, int(label), s, min(s + 5, n_frames)) for m, label in zip(movements, labels)]
               for s in range(0, n_frames, 5)]
-    np.testing.assert_allclose(np.concatenate(chunks, axis=1), cond, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate([np.stack([p.rows for p in chunk]) for chunk in chunks], axis=1), cond,
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(
+        np.concatenate([np.stack([p.controls for p in chunk]) for chunk in chunks], axis=1), played)
+    src = Excitation.of(c).render(played, SourceState.silent(2))
     gen = FastGenerator(model)
     u = np.stack([np.random.default_rng(s).random(n_frames * c.hop) for s in (8, 9)])
-    whole = gen.generate(cond, gen.init_state(cond[:, 0]), 1.0, u)
+    whole = gen.generate(cond, src, gen.init_state(cond[:, 0]), 1.0, u)
     pieces = list(generate_chunks(gen, model, movements, [int(x) for x in labels], seeds=(8, 9), chunk_frames=5))
     assert [p.shape[1] for p in pieces] == [5 * c.hop] * 4 + [3 * c.hop]
     np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
@@ -329,7 +355,7 @@ def test_memory_does_not_grow_with_length():
     model = build()
     gen = FastGenerator(model)
     hop = model.config.hop
-    _, cond = movement(model, 200 * hop, batch=2)
+    _, cond, src = movement(model, 200 * hop, batch=2)
     cond = cond.numpy()
 
     def allocations(n_frames):
@@ -337,7 +363,7 @@ def test_memory_does_not_grow_with_length():
         u = np.random.default_rng(0).random((2, n_frames * hop))
         before = rtsys.get_allocation_stats().alloc
         tracemalloc.start()
-        gen.generate(cond[:, :n_frames], state, 1.0, u)
+        gen.generate(cond[:, :n_frames], src[:, : n_frames * hop], state, 1.0, u)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return rtsys.get_allocation_stats().alloc - before, peak

@@ -10,8 +10,17 @@ from movenet.model import ModelConfig, MoveNet
 
 def tiny_config(**overrides) -> ModelConfig:
     base = dict(residual_channels=8, gate_channels=16, skip_channels=8, layers_per_stack=4, n_stacks=2, hop=16,
-                frame_size=16, frame_channels=1, video_channels=8, frame_width=8, keypoint_width=16, n_labels=3)
+                sample_rate=400, frame_size=16, frame_channels=1, video_channels=8, frame_width=8, keypoint_width=16,
+                n_labels=3)
     return ModelConfig(**{**base, **overrides})
+
+
+def source(config: ModelConfig, n_samples: int, batch: int = 2, seed: int = 0) -> torch.Tensor | None:
+    """A random source signal [B, n_samples, E] for a model with controls (None without)."""
+    if not config.source_channels:
+        return None
+    g = torch.Generator().manual_seed(seed + 1000)
+    return torch.randn(batch, n_samples, config.source_channels, generator=g) * 0.5
 
 
 @pytest.fixture
@@ -57,9 +66,10 @@ def test_causality_and_receptive_field_by_gradient(model):
     T = rf + 40
     codes, frames, _, labels = inputs(model.config, T)
     embedded = model.embed(codes).detach().requires_grad_(True)
+    src = source(model.config, T).requires_grad_(True)
     cond = model.condition(frames, labels=labels)
     model.embed = Fixed(embedded)
-    logits = model.logits(codes, cond)
+    logits = model.logits(codes, cond, src)
     assert logits.shape == (2, T - rf + 1, 256)
     j = 20
     logits[0, j].sum().backward()
@@ -70,24 +80,33 @@ def test_causality_and_receptive_field_by_gradient(model):
     assert not seen[: position - rf + 1].any(), "influence beyond the reported receptive field"
     assert seen.sum() == rf
     assert not embedded.grad[1].any(), "batch items leak into each other"
+    # the source at target t enters at input position t: it reaches back as far as the codes do, and no further
+    heard = src.grad[0].abs().sum(dim=1) > 0
+    assert not heard[position + 1:].any() and heard[position] and not heard[: position - rf + 2].any()
 
 
 def test_future_audio_and_frames_do_not_change_earlier_outputs(model):
     hop, rf = model.config.hop, model.receptive_field
     T = 200
     codes, frames, _, labels = inputs(model.config, T)
-    reference = model.teacher_forced(codes, model.condition(frames, labels=labels))  # [B, T, Q]
-    t = 150  # logits[:, t] predicts codes[:, t] from codes[:, :t] and frames up to t // hop
+    src = source(model.config, T)
+    reference = model.teacher_forced(codes, model.condition(frames, labels=labels), src)  # [B, T, Q]
+    t = 150  # logits[:, t] predicts codes[:, t] from codes[:, :t], the source up to t and frames up to t // hop
     frame = t // hop
-    codes2, frames2 = codes.clone(), frames.clone()
+    codes2, frames2, src2 = codes.clone(), frames.clone(), src.clone()
     codes2[:, t:] = torch.randint(0, 256, codes2[:, t:].shape)
     frames2[:, frame + 1:] = 255 - frames2[:, frame + 1:]
-    changed = model.teacher_forced(codes2, model.condition(frames2, labels=labels))
+    src2[:, t + 1:] = -src2[:, t + 1:]
+    changed = model.teacher_forced(codes2, model.condition(frames2, labels=labels), src2)
     torch.testing.assert_close(changed[:, : t + 1], reference[:, : t + 1], rtol=0, atol=0)
-    # ...while the current frame and the oldest sample in the receptive field do matter, and one older does not
-    frames3 = frames.clone()
+    # ...while the current frame, the source now and the oldest sample in the receptive field do matter, and one
+    # older does not
+    frames3, src3 = frames.clone(), src.clone()
     frames3[:, frame] = 255 - frames3[:, frame]
-    assert not torch.allclose(model.teacher_forced(codes, model.condition(frames3, labels=labels))[:, t],
+    src3[:, t] = -src3[:, t]
+    assert not torch.allclose(model.teacher_forced(codes, model.condition(frames3, labels=labels), src)[:, t],
+                              reference[:, t])
+    assert not torch.allclose(model.teacher_forced(codes, model.condition(frames, labels=labels), src3)[:, t],
                               reference[:, t])
     # The oldest code in the receptive field matters and one older never does. (Its only path runs through every
     # layer's oldest tap and the head's ReLU, which can zero it at a given t, so look at several t.)
@@ -96,37 +115,40 @@ def test_future_audio_and_frames_do_not_change_earlier_outputs(model):
         older, oldest = codes.clone(), codes.clone()
         older[:, t - rf - 1] = (older[:, t - rf - 1] + 128) % 256
         oldest[:, t - rf] = (oldest[:, t - rf] + 128) % 256
-        torch.testing.assert_close(model.teacher_forced(older, model.condition(frames, labels=labels))[:, t],
+        torch.testing.assert_close(model.teacher_forced(older, model.condition(frames, labels=labels), src)[:, t],
                                    reference[:, t], rtol=0, atol=0)
-        oldest_matters.append(
-            not torch.equal(model.teacher_forced(oldest, model.condition(frames, labels=labels))[:, t], reference[:, t]))
+        oldest_matters.append(not torch.equal(
+            model.teacher_forced(oldest, model.condition(frames, labels=labels), src)[:, t], reference[:, t]))
     assert any(oldest_matters), oldest_matters
 
 
 def test_style_label_changes_the_output(model):
     codes, frames, _, labels = inputs(model.config, 64)
+    src = source(model.config, 64)
     other = (labels + 1) % model.config.n_labels
     cond, cond_other = model.condition(frames, labels=labels), model.condition(frames, labels=other)
-    assert not torch.allclose(model.teacher_forced(codes, cond), model.teacher_forced(codes, cond_other))
+    assert not torch.allclose(model.teacher_forced(codes, cond, src), model.teacher_forced(codes, cond_other, src))
     with pytest.raises(ValueError, match="labels"):
         model.condition(frames)
 
 
-@pytest.mark.parametrize("features", ["frames", "keypoints", "both"])
-def test_step_with_teacher_forcing_equals_the_sequence_pass(features):
+@pytest.mark.parametrize("features,controls", [("frames", True), ("keypoints", True), ("both", True),
+                                               ("frames", False)])
+def test_step_with_teacher_forcing_equals_the_sequence_pass(features, controls):
     """Incremental generation from the pre-roll, over more than a receptive field, gives teacher_forced's logits."""
     torch.manual_seed(0)
-    model = MoveNet(tiny_config(features=features)).eval()
+    model = MoveNet(tiny_config(features=features, controls=controls)).eval()
     T = model.receptive_field * 2 + 37
     codes, frames, keypoints, labels = inputs(model.config, T, batch=3)
+    src = source(model.config, T, batch=3)
     cond = model.condition(frames if model.config.uses_frames else None,
                            keypoints if model.config.uses_keypoints else None, labels)
-    full = model.teacher_forced(codes, cond)  # [B, T, Q]
+    full = model.teacher_forced(codes, cond, src)  # [B, T, Q]
     state = model.init_state(model.cond_at(cond, 0))
     prev = torch.full((3,), SILENCE)
     stepped = []
     for t in range(T):
-        logits, state = model.step(prev, model.cond_at(cond, t), state)
+        logits, state = model.step(prev, model.cond_at(cond, t), state, None if src is None else src[:, t])
         stepped.append(logits)
         prev = codes[:, t]
     assert state.t == T
@@ -148,8 +170,10 @@ def test_loss_scores_the_crop_after_its_context(model):
     n = 3 * hop
     codes, frames, _, labels = inputs(model.config, 1 + rf + n)
     frames = frames[:, : -(-(rf + n) // hop)]
-    loss = model.loss(codes, frames, labels=labels)
-    logits = model.logits(codes[:, :-1], model.condition(frames, labels=labels))
+    src = source(model.config, rf + n)
+    loss = model.loss({"codes": codes, "frames": frames, "label": labels, "excitation": src,
+                       "controls": torch.zeros(2, frames.shape[1], 3)})["audio"]
+    logits = model.logits(codes[:, :-1], model.condition(frames, labels=labels), src)
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), codes[:, rf:].reshape(-1))
     torch.testing.assert_close(loss, expected)
     assert logits.shape[1] == n + 1
@@ -161,11 +185,14 @@ def test_default_config_shapes_and_size():
     rf = model.receptive_field
     codes = torch.randint(0, 256, (2, rf + 99))
     frames = torch.zeros(2, -(-(rf + 99) // 640), 64, 64, 1, dtype=torch.uint8)
-    assert model(codes, frames, labels=torch.tensor([0, 2])).shape == (2, 100, 256)
+    src = source(model.config, rf + 99)
+    assert model(codes, frames, labels=torch.tensor([0, 2]), source=src).shape == (2, 100, 256)
+    with pytest.raises(ValueError, match="source"):
+        model(codes, frames, labels=torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="frames of conditioning"):
         model(torch.randint(0, 256, (2, frames.shape[1] * 640 + 1)), frames, labels=torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="receptive field"):
-        model(codes[:, : rf - 1], frames, labels=torch.tensor([0, 2]))
+        model(codes[:, : rf - 1], frames, labels=torch.tensor([0, 2]), source=src[:, : rf - 1])
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params < 2_000_000  # a few MB: small enough to ship
 

@@ -1,0 +1,122 @@
+"""Controls: pitch, loudness and onsets read off a soundtrack, the head's reading of them, and the source they
+play (causal, the same whether rendered at once, by chunk or by frame)."""
+
+import numpy as np
+import pytest
+import torch
+
+from movenet import controls, synth
+
+SR, FPS, HOP = 16000, 25, 640
+
+
+def tone(hz, seconds=1.0, amp=0.5, sr=SR):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("hz", [65.41, 110.0, 261.63, 440.0, 987.77, 1975.5])
+def test_yin_finds_the_pitch_of_a_tone(hz):
+    wav = tone(hz) + 0.3 * tone(2 * hz) + 0.2 * tone(3 * hz)  # harmonics, as the synth's styles have
+    f0, aperiodicity = controls.yin(wav, SR, np.arange(2, 24) * HOP)
+    cents = 1200 * np.log2(f0 / hz)
+    assert np.abs(cents).max() < 10 and (aperiodicity < 0.1).all()
+
+
+def test_analyze_reads_notes_loudness_and_onsets_of_a_synthetic_dancer():
+    clip = synth.generate_clip(8.0, seed=5, style="square_minor")
+    played = controls.analyze(clip.audio, SR, FPS, len(clip.frames))
+    assert played.shape == (len(clip.frames), 3) and played.dtype == np.float32
+    audible = clip.controls["loudness"] > 0.1
+    notes = controls.pitch_class(played[:, 0])
+    assert (notes == controls.pitch_class(clip.controls["pitch_hz"]))[audible].mean() > 0.9
+    quiet = clip.controls["loudness"] < 1e-3
+    still = quiet & np.roll(quiet, 1) & np.roll(quiet, 2)  # a freeze, past the tone's release...
+    still &= np.convolve(clip.controls["hit"] > 0, np.ones(6), "full")[: len(quiet)] == 0  # ...and a kick's
+    assert still.sum() >= 3 and (played[still, 1] < -50).all()
+    hits, onsets = np.flatnonzero(clip.controls["hit"]), np.flatnonzero(played[:, 2])
+    assert len(hits) and all(np.abs(onsets - h).min() <= 1 for h in hits)
+    assert len(onsets) <= len(hits) + 1
+
+
+def test_noise_and_silence_have_no_note():
+    noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.3
+    assert (controls.analyze(noise, SR, FPS, 25)[:, 0] == 0).mean() > 0.9
+    silent = controls.analyze(np.zeros(SR, np.float32), SR, FPS, 25)
+    np.testing.assert_array_equal(silent, np.repeat(controls.SILENT[None], 25, axis=0))
+
+
+def test_notes_round_trip():
+    cls = np.arange(controls.N_PITCH_CLASSES)
+    np.testing.assert_array_equal(controls.pitch_class(controls.class_hz(cls)), cls)
+    assert controls.pitch_class(445.0) == controls.pitch_class(440.0) == 69 - controls.MIDI_LO + 1
+    assert controls.pitch_class(0.0) == 0
+
+
+def test_the_source_plays_the_note_at_the_loudness():
+    ex = controls.Excitation(harmonics=3, hop=HOP, sample_rate=SR)
+    row = np.array([440.0, -12.0, 0.0], np.float32)
+    src = ex.render(np.repeat(row[None, None], 10, axis=1), controls.SourceState.silent(1))[0]
+    assert src.shape == (10 * HOP, controls.n_channels(3))
+    fundamental = src[5 * HOP:, 0]  # after the glide in
+    crossings = np.flatnonzero(np.diff(np.signbit(fundamental)))
+    assert len(crossings) / 2 / (len(fundamental) / SR) == pytest.approx(440, rel=0.01)
+    assert np.abs(fundamental).max() == pytest.approx(controls.amplitude(-12.0), rel=0.01)
+    assert src[0, -1] < 0.1 < src[-1, -1]  # the loudness glides in from the silence before
+    silent = ex.render(np.repeat(controls.SILENT[None, None], 3, axis=1), controls.SourceState.silent(1))
+    assert not silent.any()
+
+
+def test_the_source_is_causal_and_the_same_by_chunk_and_by_frame():
+    rng = np.random.default_rng(1)
+    n = 12
+    played = np.stack([controls.class_hz(rng.integers(0, 20, (2, n))), rng.uniform(-70, 0, (2, n)),
+                       rng.random((2, n)) < 0.2], axis=-1).astype(np.float32)
+    ex = controls.Excitation(harmonics=2, hop=HOP, sample_rate=SR)
+    whole = ex.render(played, controls.SourceState.silent(2))
+    state = controls.SourceState.silent(2)
+    by_frame = np.concatenate([ex.render(played[:, k: k + 1], state) for k in range(n)], axis=1)
+    np.testing.assert_allclose(by_frame, whole, atol=1e-5)
+    changed = played.copy()
+    changed[:, 7:] = played[:, 7:][:, ::-1]
+    later = ex.render(changed, controls.SourceState.silent(2))
+    np.testing.assert_array_equal(later[:, : 7 * HOP], whole[:, : 7 * HOP])  # frames 0..6 do not hear frame 7
+    assert not np.allclose(later[:, 7 * HOP:], whole[:, 7 * HOP:])
+
+
+def test_head_losses_and_reading():
+    B, T = 2, 5
+    targets = torch.tensor([[[261.63, -20.0, 1.0]] * T] * B)
+    head = torch.zeros(B, T, controls.N_PITCH_CLASSES + 2)
+    note = int(controls.pitch_class(261.63))
+    head[..., note] = 10.0  # confident in the right note
+    head[..., controls.N_PITCH_CLASSES] = (-20.0 - controls.LOUDNESS_FLOOR_DB) / -controls.LOUDNESS_FLOOR_DB
+    head[..., controls.N_PITCH_CLASSES + 1] = 5.0
+    losses = controls.head_losses(head, targets)
+    assert losses["pitch"] < 0.01 and losses["loudness"] < 1e-6 and losses["onset"] < 0.01
+    read = controls.from_head(head.numpy())
+    np.testing.assert_allclose(read[0, 0], [261.63, -20.0, 1.0], rtol=1e-3)
+    wrong = controls.head_losses(torch.zeros_like(head), targets)
+    assert wrong["pitch"] > 3 and wrong["onset"] > 0.5
+
+
+def test_the_score_is_a_midi_file_of_the_notes_and_kicks(tmp_path):
+    mido = pytest.importorskip("mido")
+    c4, d4 = controls.class_hz(controls.pitch_class([261.63, 293.66]))
+    played = np.array([[c4, -20, 0]] * 5 + [[d4, -6, 1]] + [[d4, -6, 0]] * 4 + [controls.SILENT] * 3 + [[c4, -30, 0]] * 2,
+                      np.float32)
+    path = tmp_path / "score.mid"
+    controls.write_midi(path, played, fps=25)
+    midi = mido.MidiFile(path)
+    seconds, events = 0.0, []
+    for message in midi:  # iterating a MidiFile gives times in seconds
+        seconds += message.time
+        if message.type in ("note_on", "note_off"):
+            events.append((round(seconds, 3), message.type, message.channel, message.note, message.velocity))
+    notes = [e for e in events if e[2] == 0]
+    assert notes == [(0.0, "note_on", 0, 60, notes[0][4]), (0.2, "note_off", 0, 60, 0),
+                     (0.2, "note_on", 0, 62, notes[2][4]), (0.4, "note_off", 0, 62, 0),
+                     (0.52, "note_on", 0, 60, notes[4][4]), (0.6, "note_off", 0, 60, 0)]
+    assert notes[2][4] > notes[0][4] > notes[4][4] > 0  # louder frames, higher velocity
+    kicks = [e for e in events if e[2] == controls.DRUM_CHANNEL]
+    assert kicks == [(0.2, "note_on", 9, 36, 100), (0.24, "note_off", 9, 36, 0)]

@@ -30,8 +30,15 @@ _MP4_COPY_CODECS = {"h264", "hevc", "av1", "vp9"}
 
 # Decoders can emit frames slightly out of timestamp order (Megamind.avi's
 # packed B-frames swap neighbours); sorting within this many frames fixes it
-# while keeping memory bounded.
+# while keeping memory bounded: at most _REORDER_WINDOW frames, and at most
+# _REORDER_BYTES of decoded frames (a 4096x4096 frame is 25 MB: 2 of them).
 _REORDER_WINDOW = 16
+_REORDER_BYTES = 64 << 20
+_FRAME_THREADING_BYTES = 16 << 20  # 4K UHD (12.4 MB a frame) decodes frame-threaded, 4096x4096 (25 MB) not
+
+# The largest frame movenet decodes (8K UHD, 7680x4320): a bigger one is refused
+# rather than decoded, since each decoded frame of it would take over 50 MB.
+MAX_FRAME_PIXELS = 7680 * 4320
 
 
 class MediaError(Exception):
@@ -83,6 +90,12 @@ def _open(path) -> av.container.InputContainer:
     if not container.streams.video and not container.streams.audio:
         container.close()
         raise MediaError("not a media file: no audio or video stream")
+    for stream in container.streams.video:
+        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        if width * height > MAX_FRAME_PIXELS:
+            container.close()
+            raise MediaError(f"frames of {width}x{height} are larger than movenet decodes "
+                             f"(at most {MAX_FRAME_PIXELS / 1e6:.0f} megapixels)")
     return container
 
 
@@ -155,7 +168,10 @@ def iter_frames(
         if not c.streams.video:
             raise MediaError("no video stream")
         stream = c.streams.video[0]
-        stream.thread_type = "AUTO"  # frame+slice threading: big speedup for HD
+        frame_bytes = 1.5 * max(1, stream.codec_context.width * stream.codec_context.height)  # yuv420p
+        # frame+slice threading: a big speedup for HD, but each thread holds frames; beyond 4K, slices only
+        stream.thread_type = "AUTO" if frame_bytes <= _FRAME_THREADING_BYTES else "SLICE"
+        window = max(1, min(_REORDER_WINDOW, int(_REORDER_BYTES // frame_bytes)))
         rate = stream.average_rate or stream.guessed_rate or Fraction(FPS)
         default_dur = 1 / Fraction(rate)
 
@@ -172,7 +188,7 @@ def iter_frames(
                 last_t = t
                 dur = frame.duration * frame.time_base if frame.duration and frame.time_base else default_dur
                 heapq.heappush(heap, (t, next(tie), dur, frame))
-                if len(heap) > _REORDER_WINDOW:
+                if len(heap) > window:
                     t0, _, d0, f0 = heapq.heappop(heap)
                     yield t0, d0, f0
             while heap:

@@ -167,10 +167,10 @@ def check_output(path: str | Path, force: bool = False, inputs=(), suffixes: tup
     permission, a parent that is a file).
     """
     path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise OutputError(f"{path}: the output must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OutputError(f"{path}: the output must end in {' or '.join(suffixes)}")
     for source in inputs:
         if source is not None and path.exists() and _same_or_inside(path, Path(source)):
             raise OutputError(f"{path}: is {'part of ' if Path(source).is_dir() else ''}this command's input "

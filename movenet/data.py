@@ -24,6 +24,7 @@ import os
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -360,6 +361,13 @@ def prepare(
             try:
                 for future in as_completed(futures):
                     handle(futures[future], *future.result())
+            except BrokenProcessPool:  # a worker died: killed, out of memory, or a decoder crashed on a file
+                pool.shutdown(wait=True, cancel_futures=True)
+                lost = sorted(Path(job.source).name for f, job in futures.items()
+                              if not f.cancelled() and f.done() and f.exception() is not None)
+                raise DataError(f"a worker process died (killed, out of memory, or a decoder crash) while preparing "
+                                f"one of: {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}; the clips prepared "
+                                f"so far are kept: run again with --workers 1 to find the file") from None
             except BaseException:  # a full disk, Ctrl-C: the files not started yet are not started
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise

@@ -70,6 +70,12 @@ def _reason(err: BaseException) -> str:
     return str(err)
 
 
+def _size(stream) -> tuple[int, int]:
+    """(width, height) a video stream declares; (0, 0) if unknown (a damaged header can leave no codec)."""
+    ctx = stream.codec_context
+    return (getattr(ctx, "width", 0) or 0, getattr(ctx, "height", 0) or 0) if ctx is not None else (0, 0)
+
+
 def _open(path) -> av.container.InputContainer:
     """Open for reading, converting every failure into MediaError."""
     path = Path(path)
@@ -91,7 +97,7 @@ def _open(path) -> av.container.InputContainer:
         container.close()
         raise MediaError("not a media file: no audio or video stream")
     for stream in container.streams.video:
-        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        width, height = _size(stream)
         if width * height > MAX_FRAME_PIXELS:
             container.close()
             raise MediaError(f"frames of {width}x{height} are larger than movenet decodes "
@@ -112,8 +118,8 @@ def probe(path) -> MediaInfo:
             has_video=v is not None,
             has_audio=bool(c.streams.audio),
             duration=duration,
-            width=v.codec_context.width if v is not None else None,
-            height=v.codec_context.height if v is not None else None,
+            width=_size(v)[0] or None if v is not None else None,
+            height=_size(v)[1] or None if v is not None else None,
         )
 
 
@@ -168,7 +174,7 @@ def iter_frames(
         if not c.streams.video:
             raise MediaError("no video stream")
         stream = c.streams.video[0]
-        frame_bytes = 1.5 * max(1, stream.codec_context.width * stream.codec_context.height)  # yuv420p
+        frame_bytes = 1.5 * max(1, _size(stream)[0] * _size(stream)[1])  # yuv420p
         # frame+slice threading: a big speedup for HD, but each thread holds frames; beyond 4K, slices only
         stream.thread_type = "AUTO" if frame_bytes <= _FRAME_THREADING_BYTES else "SLICE"
         window = max(1, min(_REORDER_WINDOW, int(_REORDER_BYTES // frame_bytes)))
@@ -229,6 +235,19 @@ def read_frames(
     return np.stack(frames)
 
 
+_MAX_AUDIO_CHANNELS = 8  # 7.1; a frame claiming more comes from a damaged header (and crashed PyAV's to_ndarray)
+
+
+def _plausible_audio(frame) -> bool:
+    """Whether a decoded audio frame's header makes sense (rate, channels, samples)."""
+    try:
+        channels = frame.layout.nb_channels
+    except (AttributeError, ValueError):
+        return False
+    return 1 <= channels <= _MAX_AUDIO_CHANNELS and 1000 <= (frame.sample_rate or 0) <= 384_000 and \
+        0 < frame.samples <= 1 << 20 and len(frame.planes) in (1, channels)
+
+
 def read_audio(path, sample_rate: int = 16000) -> np.ndarray:
     """Decode the first audio track as mono float32 [N] at ``sample_rate``.
 
@@ -255,6 +274,8 @@ def read_audio(path, sample_rate: int = 16000) -> np.ndarray:
                 chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
 
         for frame in _decoded(c, stream):
+            if not _plausible_audio(frame):  # a damaged header decoded as nonsense: skipped as a bad packet is
+                continue
             t = _time(frame, stream, produced_in if produced_in is not None else Fraction(0))
             if resampler is None or frame.layout.name != layout:
                 if resampler is not None:
@@ -385,6 +406,8 @@ def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
         if not src.streams.video:
             raise MediaError("no video stream")
         vin = src.streams.video[0]
+        if vin.codec_context is None:
+            raise MediaError("damaged: no decoder for its video stream")
         copy = vin.codec_context.name in _MP4_COPY_CODECS
         rate = vin.average_rate or vin.guessed_rate or Fraction(FPS)
         w, h = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2

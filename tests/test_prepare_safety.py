@@ -285,3 +285,32 @@ def test_quiet_prepare_with_mediapipe_prints_nothing_on_stderr(tmp_path, walker_
         assert result.returncode == 0, result.stderr
         assert result.stderr == "", result.stderr
     assert not any(p.name.startswith(files.TEMP_PREFIX) for p in tmp_path.rglob("*"))
+
+
+def test_a_worker_that_crashes_is_one_line_and_keeps_the_clips_prepared(tmp_path, dancers):
+    """A decoder crash (SIGSEGV) in a worker: one line naming the files in flight, not a BrokenProcessPool
+    traceback; a second run prepares what is left."""
+    src = tmp_path / "src"
+    shutil.copytree(dancers, src)
+    (src / "sine_major" / "crash.mp4").write_bytes(b"crashes the decoder")
+    script = textwrap.dedent(f"""
+        import multiprocessing, os, signal
+        multiprocessing.set_start_method("fork")
+        import movenet.data
+        real = movenet.data.prepare_clip
+        def crashing(job, out_dir, config, progress=False):
+            if job.source.endswith("crash.mp4"):
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return real(job, out_dir, config, progress)
+        movenet.data.prepare_clip = crashing
+        from movenet.cli import main
+        main(["prepare", {str(src)!r}, {str(tmp_path / 'out')!r}, "--workers", "2", "--quiet"])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "a worker process died" in result.stderr
+    assert "crash.mp4" in result.stderr
+    (src / "sine_major" / "crash.mp4").unlink()
+    report = prepare(src, tmp_path / "out", DataConfig(), workers=1, progress=False)
+    assert len(report.prepared) + len(report.reused) == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from movenet import audio, synth, video
@@ -176,8 +176,13 @@ def one_line_reason(err: Exception) -> str:
 # The properties
 
 
+# Found by this test (kept as fixed examples): a video stream left without a codec context raised AttributeError.
+FOUND = [("video-no-audio-packets.mp4", [("truncate", 0.71875, 0)], None)]
+
+
 @settings(FUZZ, max_examples=250)
 @given(mutation=mutations())
+@example(mutation=FOUND[0])
 def test_media_readers_give_arrays_or_one_line(seeds, mutation):
     """probe, read_audio, read_frames and read_clip return well-formed arrays or raise MediaError (one line);
     nothing else escapes, and nothing hangs."""
@@ -209,6 +214,7 @@ def test_media_readers_give_arrays_or_one_line(seeds, mutation):
 
 @settings(FUZZ, max_examples=120)
 @given(mutation=mutations())
+@example(mutation=FOUND[0])
 def test_prepare_gives_a_clip_or_a_one_line_reason(seeds, mutation):
     """prepare's per-file step: a prepared clip whose arrays agree with its record, or a skip with a one-line
     reason that names the file's problem, not an unexpected error."""

@@ -203,3 +203,25 @@ def test_ctrl_c_during_train_says_interrupted_and_what_was_saved(prepared, tmp_p
                         f"--resume continues from it"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
     assert json.loads((run / "config.json").read_text())["train"]["max_steps"] == 5
+
+
+def test_an_unwritable_run_directory_fails_before_training(prepared, tmp_path, monkeypatch):
+    """A read-only filesystem (EROFS on creating a file, simulated) is said before training is set up."""
+    import errno
+
+    from movenet.trainer import MoveNetModule
+
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    real_open = os.open
+
+    def erofs(path, flags, *args, **kwargs):
+        if Path(path).is_relative_to(readonly) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", erofs)
+    monkeypatch.setattr(MoveNetModule, "__init__", lambda *a, **k: pytest.fail("training was set up"))
+    with pytest.raises(OSError, match="Read-only file system") as err:
+        train(prepared, readonly / "run", dict(TINY), quick(), progress=False)
+    assert str(err.value) == f"{readonly / 'run'}: cannot write there (Read-only file system)"

@@ -180,7 +180,7 @@ def one_line_reason(err: Exception) -> str:
 FOUND = [("video-no-audio-packets.mp4", [("truncate", 0.71875, 0)], None)]
 
 
-@settings(FUZZ, max_examples=250)
+@settings(FUZZ, max_examples=120)
 @given(mutation=mutations())
 @example(mutation=FOUND[0])
 def test_media_readers_give_arrays_or_one_line(seeds, mutation):
@@ -212,7 +212,7 @@ def test_media_readers_give_arrays_or_one_line(seeds, mutation):
                 event(f"read_clip: {one_line_reason(err).split(':')[0]}")
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=100)
 @given(mutation=mutations())
 @example(mutation=FOUND[0])
 def test_prepare_gives_a_clip_or_a_one_line_reason(seeds, mutation):
@@ -235,7 +235,7 @@ def test_prepare_gives_a_clip_or_a_one_line_reason(seeds, mutation):
             assert not reason.startswith("unexpected error"), reason
 
 
-@settings(FUZZ, max_examples=15)
+@settings(FUZZ, max_examples=12)
 @given(batch=st.lists(mutations(), min_size=2, max_size=4))
 def test_prepare_accounts_for_every_file_of_a_mutated_folder(seeds, batch):
     """The whole of `prepare` over a folder of mutants: each file is prepared or skipped with a reason."""

@@ -4,11 +4,14 @@ never a traceback."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 from movenet import __version__
+
+SEED_MAX = 2**32 - 1  # Lightning's seed_everything takes a uint32
 
 
 def fatal(message: str, code: int = 1):
@@ -16,12 +19,59 @@ def fatal(message: str, code: int = 1):
     sys.exit(code)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, its errors in one line (the flag and what it needs), pointing at --help for the usage."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def number(kind: type = float, low: float | None = None, high: float | None = None, above: bool = False):
+    """An argparse `type=`: a finite int or float, >= low (> low if `above`) and <= high; anything else is a
+    one-line error naming the flag."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if low is not None and (value < low or (above and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+SEED = number(int, 0, SEED_MAX)
+TEMPERATURE = number(float, 0)
+COUNT = number(int, 1)
+SECONDS = number(float, 0, 24 * 3600, above=True)
+
+# Ranges of the dataclass flags of `train` (ModelConfig, TrainConfig): a whole number is >= 1 and a real number
+# > 0 unless named here.
+_FIELD_RANGES = {"seed": (0, SEED_MAX, False), "num_workers": (0, None, False), "weight_decay": (0, None, False),
+                 "grad_clip": (0, None, False), "max_minutes": (0, None, False),
+                 "lr": (0, 10.0, True), "crop_seconds": (0, 3600, True), "layers_per_stack": (1, 30, False),
+                 "kernel_size": (1, 16, False), "input_kernel": (1, 64, False), "video_kernel": (1, 64, False)}
+
+
 def cmd_synth(args) -> None:
     from movenet import synth
+    from movenet.files import check_output_dir
 
+    check_output_dir(args.out_dir)
+    counts = {}
     paths = synth.write_dataset(args.out_dir, n_clips=args.clips, seconds=args.seconds, seed=args.seed,
-                                progress=not args.quiet)
-    print(f"wrote {len(paths)} clips to {args.out_dir}")
+                                progress=not args.quiet, force=args.force, counts=counts)
+    written, kept = counts["written"], counts["kept"]
+    print(f"wrote {written} clip{'s' * (written != 1)} to {args.out_dir}"
+          + (f", kept {kept} already there ({len(paths)} in all)" if kept else ""))
 
 
 def _data_config(args):
@@ -34,11 +84,13 @@ def _data_config(args):
 
 def cmd_prepare(args) -> None:
     from movenet.data import prepare
+    from movenet.files import check_output_dir
 
     try:
         config = _data_config(args)
     except ValueError as err:
         fatal(str(err))
+    check_output_dir(args.out_dir)
     report = prepare(args.src_dir, args.out_dir, config, workers=args.workers, progress=not args.quiet)
     print(report.summary())
     if not report.clips:
@@ -49,7 +101,9 @@ def cmd_prepare(args) -> None:
 
 def cmd_demo(args) -> None:
     from movenet import demo
+    from movenet.files import check_output_dir
 
+    check_output_dir(args.out)
     model_path = args.model
     if args.train:
         model_path = demo.train_demo_model(args.out, args.minutes)
@@ -70,6 +124,9 @@ def _dataclass_flags(parser, cls, skip=(), prefix=""):
                                help=f"default: {f.default}")
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            if kind is not str:
+                low, high, above = _FIELD_RANGES.get(f.name, (1, None, False) if kind is int else (0, None, True))
+                kind = number(kind, low, high, above)
             group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
                                help=f"default: {f.default}")
 
@@ -109,14 +166,13 @@ def cmd_train(args) -> None:
 
 def cmd_generate(args) -> None:
     from movenet import checkpoint
+    from movenet.files import check_output
     from movenet.generate import OUTPUT_SUFFIXES, generate_file
 
-    outputs = [Path(o) for o in args.output]
-    for out in outputs:
-        if out.suffix.lower() not in OUTPUT_SUFFIXES:
-            fatal(f"{out}: the output must end in {', '.join(OUTPUT_SUFFIXES)}")
-        if out.exists() and not args.force:
-            fatal(f"{out}: exists (use --force to overwrite)")
+    outputs = [check_output(o, args.force, inputs=(args.checkpoint, args.video), suffixes=OUTPUT_SUFFIXES)
+               for o in args.output]
+    if len({os.path.abspath(o) for o in outputs}) < len(outputs):
+        fatal("the same output is given twice")
     loaded = checkpoint.load(args.checkpoint)
     generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
                   progress=not args.quiet)
@@ -127,8 +183,13 @@ def cmd_generate(args) -> None:
 def cmd_evaluate(args) -> None:
     from movenet import checkpoint
     from movenet.evaluate import evaluate, format_report
-    from movenet.files import write_json
+    from movenet.files import check_output, check_output_dir, write_json
 
+    inputs = (args.checkpoint, args.data_dir)
+    if args.json:  # checked before the work: it must not overwrite an input, nor anything without --force
+        check_output(args.json, args.force, inputs=inputs, suffixes=(".json",))
+    if args.plots:
+        check_output_dir(args.plots, inputs=inputs)
     loaded = checkpoint.load(args.checkpoint)
     report = evaluate(loaded, args.data_dir, args.clips, args.temperature, args.seed, args.plots, args.engine,
                       progress=not args.quiet)
@@ -153,16 +214,17 @@ def cmd_bench(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
+    parser = Parser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"movenet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic data set: a stick-figure dancer that plays its own soundtrack",
                        formatter_class=fmt)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--clips", type=int, default=12, help="number of clips (spread over the styles)")
-    p.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=number(int, 1, 100_000), default=12, help="number of clips (spread over the styles)")
+    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=10.0, help="length of each clip")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--force", action="store_true", help="replace clips made with other settings (another --seed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 
@@ -171,17 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "SRC/{train,valid}/<label>/<clip> keeps a given split. Resumable.")
     p.add_argument("src_dir", type=Path)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--sample-rate", type=int, default=16000, help="audio rate (Hz)")
-    p.add_argument("--fps", type=int, default=25, help="video rate (frames per second); sample rate / fps must be whole")
-    p.add_argument("--size", type=int, default=64, help="frame width and height (pixels)")
+    p.add_argument("--sample-rate", type=number(int, 1, 192_000), default=16000, help="audio rate (Hz)")
+    p.add_argument("--fps", type=number(int, 1, 1000), default=25,
+                   help="video rate (frames per second); sample rate / fps must be whole")
+    p.add_argument("--size", type=number(int, 1, 1024), default=64, help="frame width and height (pixels)")
     p.add_argument("--rgb", action="store_true", help="keep colour (default: grayscale)")
     p.add_argument("--features", choices=("frames", "keypoints", "both"), default="frames",
                    help="what to store beside the audio: frames, 2D body keypoints (from a synthetic clip's "
                         "sidecar, else MediaPipe Pose: pip install 'movenet[pose]'), or both")
-    p.add_argument("--min-seconds", type=float, default=1.0, help="skip clips shorter than this")
-    p.add_argument("--valid-fraction", type=float, default=0.1, help="share of files held out when no split is given")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split")
-    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="parallel processes")
+    p.add_argument("--min-seconds", type=number(float, 0), default=1.0, help="skip clips shorter than this")
+    p.add_argument("--valid-fraction", type=number(float, 0, 0.99), default=0.1,
+                   help="share of files held out when no split is given")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the train/valid split")
+    p.add_argument("--workers", type=number(int, 1, 256), default=max(1, min(4, os.cpu_count() or 1)),
+                   help="parallel processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
@@ -195,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", type=Path, help="a prepared set (movenet prepare)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--config", type=Path, help="JSON file: {\"model\": {...}, \"train\": {...}}")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--force", action="store_true", help="start over in a run directory that holds a run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (step, optimizer, schedule; see README)")
+    p.add_argument("--force", action="store_true",
+                   help="start over in a run directory that holds a run (movenet removes only the files it wrote)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _dataclass_flags(p, ModelConfig, skip=FROM_DATA)
     _dataclass_flags(p, TrainConfig)
@@ -208,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", action="append", required=True,
                    help="OUT.mp4 (the video with the soundtrack, video stream copied where MP4 allows), OUT.wav, "
                         "or OUT.mid (the score the model read off the movement: notes and kicks); repeat for several")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = most likely sample")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same audio")
+    p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="sampling temperature; 0 = most likely sample")
+    p.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same audio")
     p.add_argument("--style", help="style label (default: the model's first)")
     p.add_argument("--engine", choices=("fast", "torch"), default="fast",
                    help="fast = compiled generator; torch = the reference step loop (slow)")
@@ -224,12 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "folder of videos. Definitions: docs/evaluation.md.")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--clips", type=int, default=4, help="clips to generate audio for")
-    p.add_argument("--json", type=Path, help="write every number here")
+    p.add_argument("--clips", type=COUNT, default=4, help="clips to generate audio for")
+    p.add_argument("--json", type=Path, help="write every number here (a new .json file; --force to overwrite)")
     p.add_argument("--plots", type=Path, help="directory for one PNG per clip and a summary PNG")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--engine", choices=("fast", "torch"), default="fast")
+    p.add_argument("--force", action="store_true", help="overwrite the --json file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
@@ -239,40 +307,56 @@ def build_parser() -> argparse.ArgumentParser:
                                    "loop, and the peak memory of a long video. Default model config unless a "
                                    "checkpoint is given.")
     p.add_argument("--checkpoint", type=Path, help="measure this model's config instead of the default")
-    p.add_argument("--seconds", type=float, default=3.0, help="timing per batch size")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32], help="batch sizes (streams at once)")
-    p.add_argument("--threads", type=int, default=1, help="pinned CPU threads")
-    p.add_argument("--long-seconds", type=float, default=600.0, help="audio for the memory run; 0 skips it")
+    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=3.0, help="timing per batch size")
+    p.add_argument("--batch", type=number(int, 1, 4096), nargs="+", default=[1, 8, 32],
+                   help="batch sizes (streams at once)")
+    p.add_argument("--threads", type=number(int, 1, 1024), default=1, help="pinned CPU threads")
+    p.add_argument("--long-seconds", type=number(float, 0, 24 * 3600), default=600.0,
+                   help="audio for the memory run; 0 skips it")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the main job: soundtracks for held-out synthetic dancers from the shipped model",
                        formatter_class=fmt)
     p.add_argument("--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--clips", type=int, default=3, help="held-out dancers (one per style)")
-    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--clips", type=number(int, 1, 100), default=3, help="held-out dancers (one per style)")
+    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=6.0)
     p.add_argument("--model", type=Path, help="a model.pt instead of the shipped movenet/assets/demo.pt")
     p.add_argument("--train", action="store_true", help="train a model from scratch first (synth + prepare + train)")
-    p.add_argument("--minutes", type=float, default=20.0, help="training budget for --train")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=number(float, 0, 7 * 24 * 60, above=True), default=20.0,
+                   help="training budget for --train")
+    p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _os_reason(err: OSError) -> str:
+    """An OSError in one line: `PATH: reason` (WriteError and our own messages already read so)."""
+    from movenet.files import WriteError
+
+    if isinstance(err, WriteError) or err.strerror is None:
+        return " ".join(str(err).split())
+    return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
 
 
 def main(argv: list[str] | None = None) -> None:
     from movenet.checkpoint import CheckpointError
     from movenet.data import DataError
+    from movenet.files import OutputError
     from movenet.inputs import InputMismatch
     from movenet.pose import MediaPipeMissing
     from movenet.video import MediaError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        os.environ["MOVENET_QUIET"] = "1"  # MediaPipe's native log lines too (movenet.pose), in every worker
     try:
         args.func(args)
     except MediaError as err:  # its message is the reason; the file is the command's input
         fatal(f"{getattr(args, 'video', None) or getattr(args, 'src_dir', '')}: {err}")
-    except (DataError, CheckpointError, InputMismatch, MediaPipeMissing, FileExistsError, FileNotFoundError,
-            NotADirectoryError, PermissionError) as err:
+    except (DataError, CheckpointError, InputMismatch, MediaPipeMissing, OutputError) as err:
         fatal(str(err))
-    except KeyboardInterrupt:
-        fatal("interrupted", code=130)
+    except OSError as err:  # FileExistsError, PermissionError, a full disk or read-only filesystem (WriteError)
+        fatal(_os_reason(err))
+    except KeyboardInterrupt as err:
+        fatal("interrupted" + (f"; {err}" if str(err) else ""), code=130)

@@ -19,18 +19,21 @@ audio), whichever features are stored, so the same clip has the same length in e
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from movenet import audio, controls, pose, video
-from movenet.files import save_npy, write_json
+from movenet.files import WriteError, save_npy, write_json
 from movenet.inputs import InputConfig
 from movenet.movement import read_keypoints
 
@@ -98,18 +101,65 @@ class PrepareReport:
 # Finding videos, labels and splits
 
 
-def find_videos(src_dir: str | Path, valid_fraction: float = 0.1, seed: int = 0) -> list[Job]:
-    """Walk SRC_DIR recursively and give each media file a label and a split.
+def media_files(src_dir: str | Path, problems: list | None = None) -> list[Path]:
+    """The media files under SRC_DIR (by suffix), sorted; hidden files and folders are left out.
+
+    Symlinked files and folders are followed, except a symlink that leads back to a folder it lies in (a loop,
+    which would never end). Loops, broken symlinks with a media suffix and unreadable folders are appended to
+    `problems` as {"source": path, "reason": one line}.
+    """
+    src_dir = Path(src_dir)
+    found = []
+
+    def problem(path: Path, reason: str) -> None:
+        if problems is not None:
+            problems.append({"source": str(path), "reason": reason})
+
+    def walk(folder: Path, ancestors: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            problem(folder, f"cannot read folder ({err.strerror or type(err).__name__})")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            try:
+                os.stat(path)  # follows symlinks: a loop or a broken link fails here
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    problem(path, "symlink loop (it leads back to itself); skipped")
+                elif entry.is_symlink() and path.suffix.lower() in MEDIA_SUFFIXES:
+                    problem(path, "broken symlink (its target does not exist)")
+                elif not entry.is_symlink():
+                    problem(path, f"cannot read ({err.strerror or type(err).__name__})")
+                continue
+            if entry.is_dir():
+                real = os.path.realpath(path)
+                if real in ancestors:
+                    problem(path, "symlink loop (it leads back to a folder it lies in); not followed")
+                    continue
+                walk(path, ancestors | {real})
+            elif os.path.isfile(path) and path.suffix.lower() in MEDIA_SUFFIXES:
+                found.append(path)
+
+    walk(src_dir, frozenset({os.path.realpath(src_dir)}))
+    return sorted(found)
+
+
+def find_videos(src_dir: str | Path, valid_fraction: float = 0.1, seed: int = 0,
+                problems: list | None = None) -> list[Job]:
+    """Walk SRC_DIR recursively (`media_files`) and give each media file a label and a split.
 
     `SRC/<label>/.../<clip>` takes the first folder as its label (Kinetics-style); `SRC/{train,valid}/<label>/...`
     keeps the given split. Other files get a seeded split, per label so every label reaches validation.
+    problems: see media_files.
     """
     src_dir = Path(src_dir)
     jobs, unsplit = [], {}
-    for path in sorted(p for p in src_dir.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES):
+    for path in media_files(src_dir, problems):
         parts = path.relative_to(src_dir).parts
-        if any(part.startswith(".") for part in parts):
-            continue
         split = SPLIT_FOLDERS.get(parts[0].lower()) if len(parts) > 1 else None
         folders = parts[1:-1] if split else parts[:-1]
         label = folders[0] if folders else NO_LABEL
@@ -189,14 +239,55 @@ def prepare_clip(job: Job, out_dir: Path, config: DataConfig, progress: bool = F
 def _prepare_worker(job: Job, out_dir: str, config: DataConfig, progress: bool = False) -> tuple[str, dict | str]:
     try:
         return "ok", prepare_clip(job, Path(out_dir), config, progress)
-    except pose.MediaPipeMissing:
-        raise  # not this file's fault: the whole run needs it
+    except (pose.MediaPipeMissing, WriteError):
+        raise  # not this file's fault (a missing extra, a full disk): the whole run needs it
     except video.MediaError as err:
         return "skip", str(err)
     except MemoryError:
         return "skip", "out of memory"
     except Exception as err:  # noqa: BLE001 — a batch goes on past any one bad file, reported in one line
         return "skip", f"unexpected error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """ProcessPoolExecutor initializer: end this worker when the process that started it dies (a kill -9 of
+    `movenet prepare` must not leave workers writing on). Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG);
+    everywhere: a thread that polls for the parent, once a second."""
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the poll below still ends it
+    first_parent = os.getppid()
+
+    def parent_gone() -> bool:
+        if os.getppid() != first_parent:  # re-parented: the parent died
+            return True
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+
+    if parent_gone():  # it died before the signal was set up
+        os._exit(1)
+
+    def watch() -> None:
+        while not parent_gone():
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="movenet-parent-watch", daemon=True).start()
 
 
 def _existing_record(job: Job, out_dir: Path, config: DataConfig) -> dict | None:
@@ -239,13 +330,16 @@ def prepare(
         old = load_manifest(out_dir)
         if {k: old["data"].get(k) for k in config.settings()} != config.settings():
             raise DataError(f"{out_dir}: already holds a set prepared with other settings ({_diff(old['data'], config)}); use another OUT_DIR")
+    made_out_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
 
     report = PrepareReport()
     todo = []
-    for job in find_videos(src_dir, config.valid_fraction, config.seed):
+    for job in find_videos(src_dir, config.valid_fraction, config.seed, problems=report.skipped):
         record = _existing_record(job, out_dir, config)
         (report.reused.append(record) if record else todo.append(job))
+    for problem in report.skipped:  # found while walking SRC_DIR: symlink loops, broken links
+        log(f"{problem['source']}: {problem['reason']}")
     if config.uses_keypoints and any(pose.read_sidecar(job.source) is None for job in todo):
         pose.import_mediapipe()  # fail now, in one line, rather than once per file
 
@@ -267,12 +361,30 @@ def prepare(
         for job in todo:
             handle(job, *_prepare_worker(job, str(out_dir), config, progress))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_prepare_worker, job, str(out_dir), config): job for job in todo}
-            for future in as_completed(futures):
-                handle(futures[future], *future.result())
+            try:
+                for future in as_completed(futures):
+                    handle(futures[future], *future.result())
+            except BrokenProcessPool:  # a worker died: killed, out of memory, or a decoder crashed on a file
+                pool.shutdown(wait=True, cancel_futures=True)
+                lost = sorted(Path(job.source).name for f, job in futures.items()
+                              if not f.cancelled() and f.done() and f.exception() is not None)
+                raise DataError(f"a worker process died (killed, out of memory, or a decoder crash) while preparing "
+                                f"one of: {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}; the clips prepared "
+                                f"so far are kept: run again with --workers 1 to find the file") from None
+            except BaseException:  # a full disk, Ctrl-C: the files not started yet are not started
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     bar.close()
 
+    if not report.clips and not manifest_path.exists():  # nothing prepared: no empty set is left behind
+        if made_out_dir:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        return report
     write_json(
         manifest_path,
         {
@@ -300,11 +412,33 @@ def load_manifest(prepared_dir: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: damaged manifest ({err})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: damaged manifest (not a JSON object)")
     version = manifest.get("format_version")
     if version not in SUPPORTED_VERSIONS:
         raise DataError(f"{path}: format version {version} is not supported (this movenet reads "
                         f"{SUPPORTED_VERSIONS}); prepare the videos again into a new directory")
+    for record in manifest.get("clips", []):
+        if not isinstance(record, dict) or not safe_clip_id(record.get("id")):
+            cid = record.get("id") if isinstance(record, dict) else record
+            raise DataError(f"{path}: refused: clip id {cid!r} would read files outside {prepared_dir}/clips")
     return manifest
+
+
+def safe_clip_id(cid) -> bool:
+    """A clip id names files inside the set's clips/ folder: relative, no `..`, no backslash, no empty part."""
+    if not isinstance(cid, str) or not cid or "\\" in cid or "\0" in cid:
+        return False
+    parts = cid.split("/")
+    return not cid.startswith("/") and ":" not in parts[0] and all(part not in ("", ".", "..") for part in parts)
+
+
+def clip_base(prepared_dir: str | Path, record: dict) -> Path:
+    """prepared_dir/clips/<id>, the stem of a clip's files; DataError for an id that would lead elsewhere."""
+    if not safe_clip_id(record.get("id")):
+        raise DataError(f"{prepared_dir}: refused: clip id {record.get('id')!r} would read files outside "
+                        f"{prepared_dir}/clips")
+    return Path(prepared_dir) / "clips" / record["id"]
 
 
 def data_config_from_manifest(manifest: dict) -> DataConfig:
@@ -323,7 +457,7 @@ def open_clip(prepared_dir: str | Path, record: dict, mmap: bool = True) -> dict
     memory-mapped read-only when mmap (cheap; open per DataLoader worker), else loaded into memory.
     Raises DataError if a file the clip's settings promise is missing, or its length disagrees with the record.
     """
-    base = Path(prepared_dir) / "clips" / record["id"]
+    base = clip_base(prepared_dir, record)
     config = InputConfig(**record["settings"])
     wanted = {"codes": "audio", "controls": "controls", **({"frames": "frames"} if config.uses_frames else {}),
               **({"keypoints": "keypoints"} if config.uses_keypoints else {})}

@@ -23,9 +23,12 @@ mediapipe is an optional extra (`pip install 'movenet[pose]'`) imported lazily; 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
+import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -77,6 +80,32 @@ def import_mediapipe():
             "keypoints from real videos need MediaPipe, which is not installed: pip install 'movenet[pose]'"
         ) from None
     return mediapipe
+
+
+@contextlib.contextmanager
+def native_logs_silenced(enabled: bool | None = None):
+    """Send what native code writes to stderr (MediaPipe's glog / absl lines, TFLite's "INFO: Created TensorFlow
+    Lite XNNPACK delegate") to /dev/null while the block runs. They ignore every logging setting, so this is done
+    at the file descriptor. enabled=None: when `movenet --quiet` asked for quiet (MOVENET_QUIET=1, which the CLI
+    sets, so prepare's worker processes see it too)."""
+    if enabled is None:
+        enabled = os.environ.get("MOVENET_QUIET") == "1"
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def extractor_settings() -> dict:
@@ -317,7 +346,7 @@ def extract_keypoints(path, fps=FPS, max_side: int | None = MAX_SIDE, smoothing:
         total = min(total, max_frames) if total is not None else max_frames
     long = total is not None and total >= LONG_VIDEO_SECONDS * fps
     out = []
-    with PoseTracker(fps, smoothing) as tracker:
+    with native_logs_silenced(), PoseTracker(fps, smoothing) as tracker:
         frames = itertools.islice(video.iter_frames(path, fps, size, gray=False), max_frames)
         previous = None
         for frame in tqdm(frames, total=total, unit="frame", desc=f"pose {Path(path).name}", leave=False,

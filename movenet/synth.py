@@ -462,29 +462,57 @@ def clip_seed(seed: int, index: int) -> int:
 
 def write_dataset(out_dir, n_clips: int, seconds: float, seed: int, styles=STYLES,
                   progress: bool = True, fps: int = 25, size: int = 128,
-                  sample_rate: int = 16000) -> list[Path]:
+                  sample_rate: int = 16000, force: bool = False, counts: dict | None = None) -> list[Path]:
     """Write n_clips to out_dir/<style>/<style>_<i:04d>.mp4 (+ .json); return mp4 paths.
 
     Styles are assigned round-robin; clip i's content depends only on (seed, i),
-    so the data set is deterministic and resumable (existing mp4+json are skipped).
+    so the data set is deterministic and resumable: an existing clip made with the
+    same settings is kept. One made with other settings (another seed, length,
+    size) raises FileExistsError before anything is written, unless `force`
+    (then it is made again). counts, if given, receives {"written": n, "kept": n}.
     """
     from tqdm import tqdm
 
     from movenet.video import write_video  # lazy: keeps synth importable on its own
 
     out_dir = Path(out_dir)
-    paths = []
-    for i in tqdm(range(n_clips), desc="synth clips", unit="clip", disable=not progress):
+    plan = []  # (index, style, mp4, write it?)
+    for i in range(n_clips):
         style = styles[i % len(styles)]
-        d = out_dir / style
-        d.mkdir(parents=True, exist_ok=True)
-        mp4 = d / f"{style}_{i:04d}.mp4"
-        side = mp4.with_suffix(".json")
-        paths.append(mp4)
-        if mp4.exists() and side.exists():
+        mp4 = out_dir / style / f"{style}_{i:04d}.mp4"
+        made = _made_with(mp4, seed=clip_seed(seed, i), style=style, n_frames=int(round(seconds * fps)), fps=fps,
+                          size=size, sample_rate=sample_rate)
+        if made is False and not force:
+            raise FileExistsError(f"{mp4}: a clip made with other settings (another --seed or --seconds) is "
+                                  f"there; write into another folder, or use --force to replace the clips")
+        plan.append((i, style, mp4, made is not True))
+    for i, style, mp4, write in tqdm(plan, desc="synth clips", unit="clip", disable=not progress):
+        if not write:
             continue
+        mp4.parent.mkdir(parents=True, exist_ok=True)
         clip = generate_clip(seconds, clip_seed(seed, i), style, fps=fps, size=size,
                              sample_rate=sample_rate)
         write_video(mp4, clip.frames, fps, clip.audio, sample_rate)
-        write_json(side, clip_sidecar(clip), indent=None)  # json last: its presence marks a complete clip
-    return paths
+        write_json(mp4.with_suffix(".json"), clip_sidecar(clip), indent=None)  # json last: it marks a complete clip
+    if counts is not None:
+        counts.update(written=sum(w for *_, w in plan), kept=sum(not w for *_, w in plan))
+    return [mp4 for _, _, mp4, _ in plan]
+
+
+def _read_sidecar(mp4: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(mp4.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _made_with(mp4: Path, **settings) -> bool | None:
+    """Whether the clip at `mp4` was made with these settings: True, False, or None when there is no complete
+    clip (no video, or no readable sidecar: it is made again)."""
+    sidecar = _read_sidecar(mp4) if mp4.exists() else None
+    if not isinstance(sidecar, dict):
+        return None
+    return all(sidecar.get(k) == v for k, v in settings.items())
+

@@ -18,17 +18,16 @@ with `torch.load(..., weights_only=True)`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
+import signal
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
-from movenet import checkpoint
+from movenet import checkpoint, rundir
 from movenet.data import ClipDataset, DataError, data_config_from_manifest, load_manifest
-from movenet.files import write_json
+from movenet.files import check_writable_dir, write_json
 from movenet.inputs import InputConfig
 from movenet.model import ModelConfig
 
@@ -65,7 +64,14 @@ class TrainConfig:
 def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | None = None,
           config: TrainConfig | None = None, resume: bool = False, force: bool = False,
           progress: bool = True) -> Path:
-    """Train on a prepared set; returns the exported model.pt. Raises DataError / FileExistsError in one line."""
+    """Train on a prepared set; returns the exported model.pt. Raises DataError / FileExistsError / ValueError /
+    CheckpointError / WriteError in one line, before any training; KeyboardInterrupt (its message saying what was
+    saved) on Ctrl-C.
+
+    A new run refuses a RUN_DIR that holds a run (unless force) or is not empty and not a movenet run (unless
+    force, and then removes nothing); starting over removes only what movenet wrote there (movenet.rundir).
+    `resume` continues the run in RUN_DIR: the model settings are the run's (model_overrides that differ are
+    refused), training settings that differ from the defaults apply, except the schedule's length."""
     import lightning as L  # here, not at the top: the CLI imports this module for TrainConfig alone
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -82,10 +88,16 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     config_path = run_dir / "config.json"
+    check_writable_dir(run_dir)  # now, not after the first epoch
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"{last}: nothing to resume (train without --resume to start)")
-        saved = json.loads(config_path.read_text())
+        saved = rundir.read_config(run_dir)
+        _check_training_checkpoint(last)  # damaged or hostile: said in one line now, not after setting up
+        conflicts = _conflicts(saved["model"], model_overrides or {})
+        if conflicts:
+            raise ValueError(f"{run_dir}: the run was made with other model settings ({conflicts}); they cannot "
+                             f"change on --resume: drop those flags, or start a new run")
         model_config = ModelConfig.from_dict(saved["model"])
         InputConfig.from_dict(saved["data"]).require(data, str(data_dir))
         changed = _changed(config)
@@ -95,10 +107,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
                                  f"({saved['train'][key]}) and cannot change on --resume")
         config = TrainConfig(**{**saved["train"], **changed})
     else:
-        if last.exists() and not force:
-            raise FileExistsError(f"{run_dir}: already holds a run; --resume to continue it or --force to start over")
-        for old in (ckpt_dir, run_dir / "logs"):  # --force: the old run's files would mix with the new ones
-            shutil.rmtree(old, ignore_errors=True)
+        rundir.start_over(run_dir, force)  # the old run's files would mix with the new ones; nothing else goes
         n_labels = len(manifest["labels"]) if config.style and len(manifest["labels"]) > 1 else 0
         model_config = ModelConfig.for_inputs(data, n_labels, **(model_overrides or {}))
     inputs = dataclasses.replace(InputConfig.from_dict(asdict(data)), features=model_config.features)
@@ -130,6 +139,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
 
     precision = default_precision() if config.precision == "auto" else config.precision
+    interrupt = SaveOnInterrupt(last)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/bits", mode="min", save_top_k=1,
                            save_last=True, enable_version_counter=False)
     # A new version directory per (re)start: resuming must not overwrite the earlier part's log.
@@ -142,12 +152,24 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         precision=precision, max_steps=config.max_steps,
         val_check_interval=min(steps_per_epoch, config.max_steps),  # every epoch, and at the end of a short run
         max_time={"minutes": config.max_minutes} if config.max_minutes else None,
-        gradient_clip_val=config.grad_clip, callbacks=[best, SaveOnInterrupt(last), LearningRateMonitor("step")], logger=loggers,
+        gradient_clip_val=config.grad_clip, callbacks=[best, interrupt, LearningRateMonitor("step")], logger=loggers,
         log_every_n_steps=config.log_every, enable_progress_bar=progress, plugins=[AtomicWeightsOnlyIO()],
         default_root_dir=run_dir, enable_model_summary=progress, num_sanity_val_steps=0,
     )
     module = MoveNetModule(model_config.to_dict(), asdict(config), inputs.to_dict(), labels)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
+    except SystemExit:  # Lightning turns Ctrl-C into sys.exit(1), after SaveOnInterrupt has saved
+        if interrupt.interrupted:
+            raise KeyboardInterrupt(interrupt.outcome()) from None
+        raise
+    finally:
+        if sigint is not None and signal.getsignal(signal.SIGINT) is not sigint:  # Lightning ignores SIGINT
+            try:
+                signal.signal(signal.SIGINT, sigint)
+            except ValueError:  # not the main thread
+                pass
     # The checkpoint callback saves at validation; a time budget can end a run between two, so save the end state.
     trainer.save_checkpoint(last, weights_only=False)  # the full state: optimizer, schedule, loops
 
@@ -165,6 +187,19 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     if metrics_csvs:
         loss_curves(metrics_csvs, run_dir / "loss.png")
     return exported
+
+
+def _check_training_checkpoint(path: Path) -> None:
+    """Raise CheckpointError (one line) unless `path` loads weights-only as a Lightning training checkpoint."""
+    state = checkpoint.read_weights_only(path, "cpu", "movenet training checkpoint")
+    if not isinstance(state, dict) or not {"state_dict", "global_step"} <= set(state):
+        raise checkpoint.CheckpointError(f"{path}: not a movenet training checkpoint (no training state in it)")
+
+
+def _conflicts(saved_model: dict, overrides: dict) -> str:
+    """The model settings asked for that differ from the run's, as `--flag asked (the run's: saved)`; "" if none."""
+    return ", ".join(f"--{k.replace('_', '-')} {v} (the run's: {saved_model.get(k)})"
+                     for k, v in sorted(overrides.items()) if saved_model.get(k) != v)
 
 
 def _changed(config: TrainConfig) -> dict:

@@ -129,7 +129,16 @@ class SaveOnInterrupt(L.Callback):
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.interrupted, self.saved_step = False, None  # what happened, for the one line the CLI prints
 
     def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path, weights_only=False)
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupted = True
+            if trainer.global_step > 0:
+                trainer.save_checkpoint(self.path, weights_only=False)
+                self.saved_step = trainer.global_step
+
+    def outcome(self) -> str:
+        if self.saved_step is None:
+            return "nothing to save before the first step"
+        return f"saved step {self.saved_step} in {self.path}: --resume continues from it"

@@ -30,8 +30,15 @@ _MP4_COPY_CODECS = {"h264", "hevc", "av1", "vp9"}
 
 # Decoders can emit frames slightly out of timestamp order (Megamind.avi's
 # packed B-frames swap neighbours); sorting within this many frames fixes it
-# while keeping memory bounded.
+# while keeping memory bounded: at most _REORDER_WINDOW frames, and at most
+# _REORDER_BYTES of decoded frames (a 4096x4096 frame is 25 MB: 2 of them).
 _REORDER_WINDOW = 16
+_REORDER_BYTES = 64 << 20
+_FRAME_THREADING_BYTES = 16 << 20  # 4K UHD (12.4 MB a frame) decodes frame-threaded, 4096x4096 (25 MB) not
+
+# The largest frame movenet decodes (8K UHD, 7680x4320): a bigger one is refused
+# rather than decoded, since each decoded frame of it would take over 50 MB.
+MAX_FRAME_PIXELS = 7680 * 4320
 
 
 class MediaError(Exception):
@@ -63,6 +70,12 @@ def _reason(err: BaseException) -> str:
     return str(err)
 
 
+def _size(stream) -> tuple[int, int]:
+    """(width, height) a video stream declares; (0, 0) if unknown (a damaged header can leave no codec)."""
+    ctx = stream.codec_context
+    return (getattr(ctx, "width", 0) or 0, getattr(ctx, "height", 0) or 0) if ctx is not None else (0, 0)
+
+
 def _open(path) -> av.container.InputContainer:
     """Open for reading, converting every failure into MediaError."""
     path = Path(path)
@@ -83,6 +96,12 @@ def _open(path) -> av.container.InputContainer:
     if not container.streams.video and not container.streams.audio:
         container.close()
         raise MediaError("not a media file: no audio or video stream")
+    for stream in container.streams.video:
+        width, height = _size(stream)
+        if width * height > MAX_FRAME_PIXELS:
+            container.close()
+            raise MediaError(f"frames of {width}x{height} are larger than movenet decodes "
+                             f"(at most {MAX_FRAME_PIXELS / 1e6:.0f} megapixels)")
     return container
 
 
@@ -99,8 +118,8 @@ def probe(path) -> MediaInfo:
             has_video=v is not None,
             has_audio=bool(c.streams.audio),
             duration=duration,
-            width=v.codec_context.width if v is not None else None,
-            height=v.codec_context.height if v is not None else None,
+            width=_size(v)[0] or None if v is not None else None,
+            height=_size(v)[1] or None if v is not None else None,
         )
 
 
@@ -155,7 +174,10 @@ def iter_frames(
         if not c.streams.video:
             raise MediaError("no video stream")
         stream = c.streams.video[0]
-        stream.thread_type = "AUTO"  # frame+slice threading: big speedup for HD
+        frame_bytes = 1.5 * max(1, _size(stream)[0] * _size(stream)[1])  # yuv420p
+        # frame+slice threading: a big speedup for HD, but each thread holds frames; beyond 4K, slices only
+        stream.thread_type = "AUTO" if frame_bytes <= _FRAME_THREADING_BYTES else "SLICE"
+        window = max(1, min(_REORDER_WINDOW, int(_REORDER_BYTES // frame_bytes)))
         rate = stream.average_rate or stream.guessed_rate or Fraction(FPS)
         default_dur = 1 / Fraction(rate)
 
@@ -172,7 +194,7 @@ def iter_frames(
                 last_t = t
                 dur = frame.duration * frame.time_base if frame.duration and frame.time_base else default_dur
                 heapq.heappush(heap, (t, next(tie), dur, frame))
-                if len(heap) > _REORDER_WINDOW:
+                if len(heap) > window:
                     t0, _, d0, f0 = heapq.heappop(heap)
                     yield t0, d0, f0
             while heap:
@@ -213,6 +235,19 @@ def read_frames(
     return np.stack(frames)
 
 
+_MAX_AUDIO_CHANNELS = 8  # 7.1; a frame claiming more comes from a damaged header (and crashed PyAV's to_ndarray)
+
+
+def _plausible_audio(frame) -> bool:
+    """Whether a decoded audio frame's header makes sense (rate, channels, samples)."""
+    try:
+        channels = frame.layout.nb_channels
+    except (AttributeError, ValueError):
+        return False
+    return 1 <= channels <= _MAX_AUDIO_CHANNELS and 1000 <= (frame.sample_rate or 0) <= 384_000 and \
+        0 < frame.samples <= 1 << 20 and len(frame.planes) in (1, channels)
+
+
 def read_audio(path, sample_rate: int = 16000) -> np.ndarray:
     """Decode the first audio track as mono float32 [N] at ``sample_rate``.
 
@@ -239,6 +274,8 @@ def read_audio(path, sample_rate: int = 16000) -> np.ndarray:
                 chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
 
         for frame in _decoded(c, stream):
+            if not _plausible_audio(frame):  # a damaged header decoded as nonsense: skipped as a bad packet is
+                continue
             t = _time(frame, stream, produced_in if produced_in is not None else Fraction(0))
             if resampler is None or frame.layout.name != layout:
                 if resampler is not None:
@@ -369,6 +406,8 @@ def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
         if not src.streams.video:
             raise MediaError("no video stream")
         vin = src.streams.video[0]
+        if vin.codec_context is None:
+            raise MediaError("damaged: no decoder for its video stream")
         copy = vin.codec_context.name in _MP4_COPY_CODECS
         rate = vin.average_rate or vin.guessed_rate or Fraction(FPS)
         w, h = vin.codec_context.width // 2 * 2, vin.codec_context.height // 2 * 2

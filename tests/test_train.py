@@ -65,7 +65,7 @@ def test_resume_continues_exactly_where_it_stopped(prepared, tmp_path, monkeypat
         return original(self, batch, batch_idx)
 
     monkeypatch.setattr(MoveNetModule, "training_step", interrupted)
-    with pytest.raises(SystemExit):
+    with pytest.raises(KeyboardInterrupt, match="saved step 3"):
         train(prepared, halves, dict(TINY), quick(max_steps=6), progress=False)
     assert torch.load(halves / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
     monkeypatch.setattr(MoveNetModule, "training_step", original)

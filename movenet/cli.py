@@ -58,7 +58,9 @@ SECONDS = number(float, 0, 24 * 3600, above=True)
 _FIELD_RANGES = {"seed": (0, SEED_MAX, False), "num_workers": (0, None, False), "weight_decay": (0, None, False),
                  "grad_clip": (0, None, False), "max_minutes": (0, None, False),
                  "lr": (0, 10.0, True), "crop_seconds": (0, 3600, True), "layers_per_stack": (1, 30, False),
-                 "kernel_size": (1, 16, False), "input_kernel": (1, 64, False), "video_kernel": (1, 64, False)}
+                 "kernel_size": (1, 16, False), "input_kernel": (1, 64, False), "video_kernel": (1, 64, False),
+                 "control_weight": (0, None, False), "span_seconds": (0, 600, False), "control_steps": (0, None, False),
+                 "harmonics": (1, 32, False)}
 
 
 def cmd_synth(args) -> None:

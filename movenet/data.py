@@ -488,7 +488,8 @@ class ClipDataset:
         keypoints  float32 [n_frames, J, 3]     if the set stores keypoints, aligned the same way
         controls   float32 [n_frames, 3]        the soundtrack's controls (movenet.controls), aligned the same way
         excitation float32 [n_frames * hop, E]  with `harmonics`: the source those controls play, notes snapped
-                                                (controls.Excitation), row i for target codes[1 + i]
+                                                (controls.Excitation), row i for target codes[1 + i]; with
+                                                `align_phase`, in phase with the crop's audio
         label      int64 []                     index into `labels`
         span_frames, span_keypoints, span_controls    with `span_frames` > 0: a longer stretch of the same clip
                                                 (span_frames of them), for the control head
@@ -503,7 +504,7 @@ class ClipDataset:
 
     def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_frames: int = 25,
                  context_frames: int = 0, seed: int = 0, labels: list[str] | None = None, harmonics: int = 0,
-                 span_frames: int = 0):
+                 span_frames: int = 0, align_phase: bool = True):
         self.root = Path(prepared_dir)
         self.manifest = load_manifest(self.root)
         self.config = data_config_from_manifest(self.manifest)
@@ -520,7 +521,7 @@ class ClipDataset:
         self.n_items = max(1, int(lengths.sum()) // (crop_frames * self.hop))
         self._arrays: dict[int, dict] = {}
         self.excitation = controls.Excitation(harmonics, self.hop, self.config.sample_rate) if harmonics else None
-        self.span_frames = span_frames
+        self.span_frames, self.align_phase = span_frames, align_phase
 
     def __len__(self) -> int:
         return self.n_items
@@ -560,6 +561,8 @@ class ClipDataset:
             before = controls.SILENT if start_frame <= 0 else arrays["controls"][start_frame - 1]
             state = controls.SourceState.holding(controls.snap_to_notes(before)[None])
             source = self.excitation.render(controls.snap_to_notes(rows)[None], state)[0]
+            if self.align_phase:  # in phase with the crop's audio (controls.align_phase)
+                source = controls.align_phase(source, audio.mu_law_decode(codes[1:]), hop, self.excitation.harmonics)
             item["excitation"] = torch.from_numpy(source)
         assert len(codes) == 1 + n * hop and all(len(item[k]) == n for k in item if k not in ("codes", "excitation"))
         label = self.clips[clip_index]["label"]
@@ -572,6 +575,19 @@ class ClipDataset:
         if self.span_frames:
             item.update(self.span(clip_index, index))
         return item
+
+    def spans(self, indices) -> dict:
+        """A batch of spans alone (the control head's training), item `index` from the clip `draw(index)` picks:
+        span_frames / span_keypoints / span_controls stacked, and label."""
+        import torch
+
+        items = []
+        for index in indices:
+            clip_index = self.draw(index)[0]
+            label = self.clips[clip_index]["label"]
+            items.append({**self.span(clip_index, index),
+                          "label": torch.tensor(self.labels.index(label) if label in self.labels else 0)})
+        return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
     def span(self, clip_index: int, index: int) -> dict:
         """span_frames frames of the clip's movement and controls, from a random start (seeded like `draw`); a

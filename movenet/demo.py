@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from movenet import checkpoint, metrics, plot, pose, synth, video
-from movenet.generate import generate_file
+from movenet.generate import generate_audio, write_outputs
+from movenet.movement import condition, read_movement
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = ASSETS / "demo.pt"
@@ -39,17 +40,16 @@ def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float 
     print(f"training: preparing them into {prepared_dir}")
     features = settings["model"].get("features", "frames")  # keypoints of synthetic clips come from their sidecars
     print("   " + prepare(data_dir, prepared_dir, DataConfig(features=features), workers=2).summary())
-    train_settings = {**settings["train"], "max_minutes": minutes}
-    # A OneCycle schedule must fit the budget: size it from the measured step rate of the shipped run.
-    steps_per_minute = settings.get("measured_steps_per_minute_here", 60)
-    train_settings["max_steps"] = max(50, int(minutes * steps_per_minute))
-    print(f"training for up to {minutes:g} min ({train_settings['max_steps']} steps) into {run_dir}")
+    # The OneCycle schedule follows the time budget (trainer.MoveNetModule.progress): no step count to guess.
+    train_settings = {**settings["train"], "max_minutes": minutes, "max_steps": 10**7}
+    print(f"training for {minutes:g} min into {run_dir}")
     return train(prepared_dir, run_dir, dict(settings["model"]), TrainConfig(**train_settings), force=True)
 
 
 def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.0, model_path: Path | None = None,
              temperature: float = 1.0, seed: int = 0) -> list[Path]:
-    """Generate soundtracks for held-out dancers and write MP4, WAV and PNG per clip; returns the MP4s."""
+    """Generate soundtracks for held-out dancers and write MP4, WAV, MIDI (the score the model read off the body)
+    and PNG per clip; returns the MP4s."""
     out = Path(out)
     model_path = Path(model_path or SHIPPED)
     loaded = checkpoint.load(model_path)
@@ -58,27 +58,34 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
     print(f"1/2 synthesizing {n_clips} held-out dancers of {seconds:g} s into {dancers}")
     sources = synth.write_dataset(dancers, n_clips=n_clips, seconds=seconds, seed=HELD_OUT_SEED)
     print("2/2 generating their soundtracks")
-    sr = loaded.inputs.sample_rate
+    sr, fps = loaded.inputs.sample_rate, loaded.inputs.fps
     written, lines = [], []
     for k, source in enumerate(sources):
         name = source.stem
         sidecar = pose.read_sidecar(source)
-        style = sidecar["style"] if loaded.labels else None
+        label = loaded.label_index(sidecar["style"] if loaded.labels else None)
         started = time.perf_counter()
-        wav = generate_file(loaded, source, [out / f"{name}.wav", out / f"{name}.mp4"], temperature, seed + k,
-                            style=style)
+        movement = read_movement(source, loaded.inputs)
+        wav = generate_audio(loaded, movement, label, temperature, seed + k)
         elapsed = time.perf_counter() - started
+        score = condition(loaded.model, movement, label).controls
+        outputs = [out / f"{name}.wav", out / f"{name}.mp4"] + ([out / f"{name}.mid"] if score is not None else [])
+        write_outputs(loaded, source, wav, outputs, score)
         truth = video.read_audio(source, sr)[: len(wav)]
-        fps = loaded.inputs.fps
-        scores = {"pitch accuracy": metrics.pitch_accuracy(wav, sr, sidecar["pitch_hz"], fps, sidecar["loudness"]),
-                  "hit F1": metrics.hit_f1(metrics.percussive_onsets(wav, sr), np.asarray(sidecar["hit_times"])).f1}
-        truth_pitch = metrics.pitch_accuracy(truth, sr, sidecar["pitch_hz"], fps, sidecar["loudness"])
+        joints = np.asarray(sidecar["joints"], np.float32)
+        got = metrics.clip_metrics(wav, sr, fps, keypoints=joints, sidecar=sidecar, reference_wav=truth)
+        own = metrics.clip_metrics(truth, sr, fps, keypoints=joints, sidecar=sidecar)
+        scores = {"pitch accuracy": got["pitch_accuracy"], "hit F1": got["hit_f1"],
+                  "loudness following": got["loudness_following"]}
         plot.soundtrack_figure(out / f"{name}.png", wav, truth, sr, sidecar, title=f"{name}: movenet's soundtrack "
-                               f"for a dancer it never saw", scores=scores)
+                               f"for a dancer it never saw", scores=scores, score=score)
         written.append(out / f"{name}.mp4")
         lines.append(f"   {name}: {len(wav) / sr:.1f} s of audio in {elapsed:.1f} s; pitch on the hand's note in "
-                     f"{scores['pitch accuracy']:.0%} of audible frames (the dancer's own soundtrack: {truth_pitch:.0%})")
+                     f"{got['pitch_accuracy']:.0%} of audible frames (its own soundtrack: {own['pitch_accuracy']:.0%}), "
+                     f"hit F1 {got['hit_f1']:.2f} ({own['hit_f1']:.2f}), loudness following "
+                     f"{got['loudness_following']:.2f}")
     print("\n".join(lines))
-    print(f"done: {out}/ holds, per clip, the video with its generated soundtrack (.mp4), the audio (.wav) and a "
-          f"picture of it beside the ground truth (.png), e.g.\n   {written[0]}\n   {written[0].with_suffix('.png')}")
+    print(f"done: {out}/ holds, per clip, the video with its generated soundtrack (.mp4), the audio (.wav), the score "
+          f"(.mid) and a picture of it beside the ground truth (.png), e.g.\n   {written[0]}\n   "
+          f"{written[0].with_suffix('.png')}")
     return written

@@ -26,7 +26,7 @@ from movenet.checkpoint import Loaded
 from movenet.data import DataError, data_config_from_manifest, find_videos, load_manifest, open_clip
 from movenet.generate import generate_audio
 from movenet.model import MoveNet
-from movenet.controls import Excitation, SourceState
+from movenet.controls import Excitation, SourceState, align_phase
 from movenet.movement import Conditioning, Movement, condition, read_movement
 
 NO_GROUND_TRUTH = "no ground truth"
@@ -45,17 +45,22 @@ class EvalClip:
 @torch.no_grad()
 def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: Conditioning, chunk_frames: int = 100) -> float:
     """Mean NLL in bits per sample of a whole clip's codes [T] under its conditioning (`movement.condition`:
-    rows, and the controls whose source the model hears, as in generation), from its first sample.
+    rows, and the controls whose source the model hears), from its first sample.
 
-    Computed `chunk_frames` at a time with a full receptive field of context, so memory stays flat in T; the
-    result equals model.teacher_forced over the whole clip.
+    The source is rendered from those controls as in generation, then put in phase with the audio being scored
+    (controls.align_phase), as in training: where a generated soundtrack is in phase with its source by
+    construction, a recording has a phase of its own, and the phase says nothing of the movement (with another
+    clip's notes it aligns nothing). Computed `chunk_frames` at a time with a full receptive field of context, so
+    memory stays flat in T; the result equals model.teacher_forced over the whole clip.
     """
-    hop, n_ctx = model.config.hop, model.config.context_frames
+    c = model.config
+    hop, n_ctx = c.hop, c.context_frames
     targets = torch.from_numpy(codes.astype(np.int64))[None]
-    excitation = Excitation.of(model.config)
+    excitation = Excitation.of(c)
     source = None
     if excitation is not None:
-        source = torch.from_numpy(excitation.render(cond.controls[None], SourceState.silent(1)))[:, : targets.shape[1]]
+        rendered = excitation.render(cond.controls[None], SourceState.silent(1))[0, : targets.shape[1]]
+        source = torch.from_numpy(align_phase(rendered, audio.mu_law_decode(codes), hop, c.harmonics))[None]
     # input t + n_ctx * hop predicts target t
     inputs, held, source = model.with_preroll(targets, torch.from_numpy(cond.rows)[None], source)
     total, n = 0.0, 0

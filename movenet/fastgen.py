@@ -33,7 +33,7 @@ from movenet.sampling import check_temperature, sample_row
 @numba.njit(cache=True, error_model="numpy")
 def _scratch(params, B):
     """Per-call work arrays for B streams (nothing here grows with the number of samples)."""
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, w_src = params
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     L, KC, G = wd.shape
     C, S, Q = in_bias.shape[0], bs.shape[0], b2.shape[0]
     xs = np.empty((B, C + S), np.float32)  # [residual x | skip sum] of each stream
@@ -68,12 +68,12 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     (E = 0 without controls); input_codes int64 [B, input_kernel - 1] and buffers [B, H, C] are the rings of
     FastState, updated in place exactly as MoveNet.step updates State.
     """
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, w_src = params
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     xs, taps, h, z, hc, a, h1, logits, cdf, bits = work
     B = prev.shape[0]
     L, KC, G = wd.shape
     C, S = in_bias.shape[0], bs.shape[0]
-    k = KC // C
+    k, E = shape[0], shape[1]
     n_in = input_codes.shape[1]
     # input convolution of the embedded codes = a sum of table rows (embedding and convolution folded)
     for b in range(B):
@@ -88,10 +88,6 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
             xs[b, c] += in_tables[n_in, code, c]
         if n_in:
             input_codes[b, t % n_in] = code
-        for e in range(w_src.shape[0]):  # the source, projected into the residual channels
-            s = source[b, e]
-            for c in range(C):
-                xs[b, c] += s * w_src[e, c]
         for c in range(S):
             xs[b, C + c] = bs[c]
     for l in range(L):
@@ -105,6 +101,8 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
                     taps[b, j * C + c] = buffers[b, slot, c]
             for c in range(C):
                 taps[b, (k - 1) * C + c] = xs[b, c]
+            for e in range(E):  # the source at this sample: the last inputs of the same product
+                taps[b, k * C + e] = source[b, e]
             if n:
                 slot = off + t % n
                 for c in range(C):
@@ -188,11 +186,11 @@ def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buf
 def _init_buffers(params, cond0, buffers):
     """The pre-roll of MoveNet.init_state: every layer's ring holds the input it would see after silence forever
     under cond0 [B, L*G]; computed with the same kernels as a step whose taps are all that input."""
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, w_src = params
+    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     B = cond0.shape[0]
     L, KC, G = wd.shape
     C = in_bias.shape[0]
-    k = KC // C
+    k = shape[0]
     xs, taps, h, z, hc, a, h1, logits, cdf, bits = _scratch(params, B)
     _set_frame(params, cond0, hc)
     for b in range(B):
@@ -209,6 +207,7 @@ def _init_buffers(params, cond0, buffers):
                 buffers[b, off + s] = xs[b, :C]
             for j in range(k):
                 taps[b, j * C: (j + 1) * C] = xs[b, :C]
+            taps[b, k * C:] = 0  # no source before the clip
             h[b] = hc[b, l]
         matmul_acc(h, taps, wd[l])
         gate(h, z)
@@ -254,7 +253,7 @@ class FastGenerator:
 
         in_tables  [k_in, Q, C]   embedding folded into the input convolution: tap j of code c is in_tables[j, c]
         in_bias    [C]
-        wd         [L, k*C, G]    dilated convolutions, taps oldest first (DilatedCausalConv.linear.weight.T)
+        wd         [L, k*C+E, G]  dilated convolutions, taps oldest first, then the source (DilatedCausalConv.linear.weight.T)
         bd         [L, G]         their biases, added to the frame's conditioning once per frame
         wrs        [L, G/2, C+S]  residual and skip 1x1 convolutions side by side
         br         [L, C]         residual biases
@@ -262,7 +261,8 @@ class FastGenerator:
         w1, b1     [S, S], [S]    head
         w2, b2     [S, Q], [Q]
         dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
-        w_src      [E, C]         the source's projection into the residual channels (E = 0 without controls)
+        shape      int64 [2]      the dilated convolutions' kernel size k and source channels E (0 without controls):
+                                  each wd[l] takes the k taps, then the source at the current sample
 
     Nothing refers back to torch: build a new FastGenerator after changing the model's weights.
     """
@@ -290,21 +290,21 @@ class FastGenerator:
                        f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
-                       f32(f64["source_proj.weight"].T if c.controls else np.zeros((0, C))))
+                       np.array([c.kernel_size, c.source_channels], dtype=np.int64))
         self.hop = c.hop
         self.cond_channels = c.n_layers * G
 
     @property
     def n_weight_bytes(self) -> int:
         """Bytes of matrices and biases that one stream reads per sample (not counting 2 rows of in_tables)."""
-        return sum(p.nbytes for p in self.params[2:11]) + self.params[13].nbytes
+        return sum(p.nbytes for p in self.params[2:11])
 
     @property
     def macs_per_sample(self) -> int:
         """Multiply-adds per sample and stream: the matrix products (the last residual output is skipped)."""
         wd, wrs, w1, w2 = self.params[2], self.params[4], self.params[7], self.params[9]
         C = self.config.residual_channels
-        return wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size + self.params[13].size
+        return wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size
 
     def _check_cond(self, cond: np.ndarray, B: int, n_rows: int, name: str) -> None:
         if cond.shape[0] != B or cond.shape[2] != self.cond_channels or cond.shape[1] < n_rows:

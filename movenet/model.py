@@ -55,7 +55,7 @@ class ModelConfig:
     # style (global conditioning); 0 = none
     n_labels: int = 0
     # explicit controls (movenet.controls): a head predicts each frame's note, loudness and onset from the movement,
-    # and the source they play (`harmonics` of the note, an onset pulse, the loudness) enters the WaveNet's input
+    # and the source they play (`harmonics` of the note, an onset pulse, the loudness) enters every layer's gates
     controls: bool = True
     harmonics: int = 4
     motion: bool = True  # the movement encoders also see each frame's change from the one before
@@ -143,7 +143,8 @@ class MoveNet(nn.Module):
         self.embed = nn.Embedding(c.n_classes, c.residual_channels)  # = one-hot followed by a 1x1 convolution
         self.input_conv = DilatedCausalConv(c.residual_channels, c.residual_channels, c.input_kernel)
         self.blocks = nn.ModuleList(
-            ResidualBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d) for d in c.dilations
+            ResidualBlock(c.residual_channels, c.gate_channels, c.skip_channels, c.kernel_size, d, c.source_channels)
+            for d in c.dilations
         )
         self.frame_encoder = FrameEncoder(c.frame_channels, c.video_channels, c.frame_width, c.motion) \
             if c.uses_frames else None
@@ -155,7 +156,6 @@ class MoveNet(nn.Module):
         self.cond_proj = nn.Linear(c.video_channels, c.n_layers * c.gate_channels)
         self.label_embed = nn.Embedding(c.n_labels, c.n_layers * c.gate_channels) if c.n_labels else None
         self.control_head = ControlHead(c.video_channels, c.n_labels) if c.controls else None
-        self.source_proj = nn.Linear(c.source_channels, c.residual_channels, bias=False) if c.controls else None
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.n_classes)
         )
@@ -231,11 +231,10 @@ class MoveNet(nn.Module):
         self._check_source(source, T)
         x = self.input_conv(self.embed(codes))  # [B, T - (input_kernel - 1), C_res]
         start = self.input_conv.history  # audio position of x[:, 0]
-        if self.source_proj is not None:
-            x = x + self.source_proj(source[:, start:].to(x.dtype))
         skips = 0
         for i, block in enumerate(self.blocks):
-            x, skip, start = block(x, cond[:, :, i * G: (i + 1) * G], start, hop, n_out)
+            x, skip, start = block(x, cond[:, :, i * G: (i + 1) * G], start, hop, n_out,
+                                   None if source is None else source[:, start:])
             skips = skips + skip
         return self.head(skips)
 
@@ -323,13 +322,11 @@ class MoveNet(nn.Module):
         """
         G, t = self.config.gate_channels, state.t
         x = self.input_conv.step(self.embed(prev_code), state.input_buffer, t)
-        if self.source_proj is not None:
-            if source_t is None:
-                raise ValueError("this model hears a source: pass source_t")
-            x = x + self.source_proj(source_t.to(x.dtype))
+        if self.config.source_channels and source_t is None:
+            raise ValueError("this model hears a source: pass source_t")
         skips = 0
         for i, block in enumerate(self.blocks):
-            x, skip = block.step(x, cond_t[:, i * G: (i + 1) * G], state.buffers[i], t)
+            x, skip = block.step(x, cond_t[:, i * G: (i + 1) * G], state.buffers[i], t, source_t)
             skips = skips + skip
         state.t = t + 1
         return self.head(skips), state

@@ -23,42 +23,45 @@ from torch import nn
 
 
 class DilatedCausalConv(nn.Module):
-    """out[t] = W · [x[t - (k-1)d], ..., x[t - d], x[t]] + b: a causal convolution with k taps, dilation d.
+    """out[t] = W · [x[t - (k-1)d], ..., x[t - d], x[t], e[t]] + b: a causal convolution with k taps, dilation d,
+    and `extra` channels e read at the current position only (the source signal, in a residual layer).
 
-    `weight` is [C_out, k * C_in], taps oldest first, so one GEMM computes every tap.
+    `weight` is [C_out, k * C_in + extra], taps oldest first, so one GEMM computes every tap.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, extra: int = 0):
         super().__init__()
-        self.in_channels, self.kernel_size, self.dilation = in_channels, kernel_size, dilation
+        self.in_channels, self.kernel_size, self.dilation, self.extra = in_channels, kernel_size, dilation, extra
         self.history = (kernel_size - 1) * dilation  # inputs to remember between steps
-        self.linear = nn.Linear(kernel_size * in_channels, out_channels)
+        self.linear = nn.Linear(kernel_size * in_channels + extra, out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, T, C_in] -> [B, T - history, C_out]; output i is the convolution at input position i + history."""
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, T, C_in] (and extra [B, T, extra] at the same positions) -> [B, T - history, C_out]; output i is
+        the convolution at input position i + history."""
         T = x.shape[1]
-        if self.kernel_size == 1:
-            return self.linear(x)
         taps = [x[:, j * self.dilation: T - self.history + j * self.dilation] for j in range(self.kernel_size)]
+        if self.extra:
+            taps.append(extra[:, self.history:].to(x.dtype))
         return self.linear(torch.cat(taps, dim=-1))
 
     def init_buffer(self, x0: torch.Tensor) -> torch.Tensor:
         """Step state holding the constant input x0 [B, C_in] as every remembered input: [B, history, C_in]."""
         return x0[:, None, :].expand(-1, self.history, -1).clone()
 
-    def step(self, x_t: torch.Tensor, buffer: torch.Tensor, t: int) -> torch.Tensor:
-        """One sample: x_t [B, C_in] at time t -> [B, C_out]. Updates `buffer` in place (ring, slot t mod history)."""
-        if not self.history:
-            return self.linear(x_t)
+    def step(self, x_t: torch.Tensor, buffer: torch.Tensor, t: int, extra_t: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """One sample: x_t [B, C_in] (and extra_t [B, extra]) at time t -> [B, C_out]. Updates `buffer` in place
+        (ring, slot t mod history)."""
         d, n = self.dilation, self.history
-        taps = [buffer[:, (t - (self.kernel_size - 1 - j) * d) % n] for j in range(self.kernel_size - 1)]
-        out = self.linear(torch.cat([*taps, x_t], dim=-1))
-        buffer[:, t % n] = x_t
+        taps = [buffer[:, (t - (self.kernel_size - 1 - j) * d) % n] for j in range(self.kernel_size - 1)] if n else []
+        out = self.linear(torch.cat([*taps, x_t, *([extra_t.to(x_t.dtype)] if self.extra else [])], dim=-1))
+        if n:
+            buffer[:, t % n] = x_t
         return out
 
     def steady(self, x0: torch.Tensor) -> torch.Tensor:
-        """The output for an input that has been x0 [B, C_in] forever: [B, C_out]."""
-        return self.linear(x0.repeat(1, self.kernel_size))
+        """The output for an input that has been x0 [B, C_in] forever, with no extra input: [B, C_out]."""
+        return self.linear(torch.cat([x0.repeat(1, self.kernel_size), x0.new_zeros(x0.shape[0], self.extra)], -1))
 
 
 def _frame_spans(n_samples: int, start: int, hop: int):
@@ -98,7 +101,7 @@ class _GatedResidualLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, cond, w_d, b_d, w_r, b_r, w_s, b_s, start, hop, kernel_size, dilation, n_skip):
+    def forward(ctx, x, cond, source, w_d, b_d, w_r, b_r, w_s, b_s, start, hop, kernel_size, dilation, n_skip):
         dtype = _compute_dtype(x, w_d)
         params = [p.to(dtype) for p in (w_d, b_d, w_r, b_r, w_s, b_s)]
         w_d_, b_d_, w_r_, b_r_, w_s_, b_s_ = params
@@ -106,7 +109,10 @@ class _GatedResidualLayer(torch.autograd.Function):
         B, T, C = x.shape
         history = (kernel_size - 1) * dilation
         n = T - history
-        taps = torch.cat([x[:, j * dilation: j * dilation + n] for j in range(kernel_size)], dim=-1)
+        taps = [x[:, j * dilation: j * dilation + n] for j in range(kernel_size)]
+        if source is not None:  # the source at the current position: extra inputs of the same GEMM
+            taps.append(source[:, history: history + n].to(dtype))
+        taps = torch.cat(taps, dim=-1)
         h = torch.addmm(b_d_, taps.view(B * n, -1), w_d_.t())  # [B*n, G]
         G = h.shape[1]
         add_per_frame_(h.view(B, n, G), cond, start + history, hop)
@@ -144,13 +150,13 @@ class _GatedResidualLayer(torch.autograd.Function):
         for row, n_rows, frame, n_frames in spans:
             grad_cond[:, frame: frame + n_frames] = gh3[:, row: row + n_rows].reshape(B, n_frames, -1, 2 * G2).sum(2)
         grad_w_d, grad_b_d = gh.t() @ taps.view(B * n, -1), gh.sum(0, dtype=torch.float32)
-        grad_taps = (gh @ w_d).view(B, n, kernel_size, C)
+        grad_taps = (gh @ w_d[:, : kernel_size * C]).view(B, n, kernel_size, C)  # the source needs no gradient
         grad_x = grad_taps.new_zeros(B, n + history, C)
         grad_x[:, history:] = grad_x_out
         for j in range(kernel_size):
             grad_x[:, j * dilation: j * dilation + n] += grad_taps[:, :, j]
         grads = [g.to(dt) for g, dt in zip((grad_cond, grad_w_d, grad_b_d, grad_w_r, grad_b_r, grad_w_s, grad_b_s), dtypes)]
-        return (grad_x, *grads, None, None, None, None, None)
+        return (grad_x, grads[0], None, *grads[1:], None, None, None, None, None)
 
 
 def add_per_frame_(h: torch.Tensor, cond: torch.Tensor, start: int, hop: int) -> torch.Tensor:
@@ -170,15 +176,17 @@ class ResidualBlock(nn.Module):
 
     `gate_channels` G is the dilated convolution's output: G/2 filter channels and G/2 gate channels, so z has
     G/2 channels. The conditioning term V y (video and style) is computed by the model for all layers at once,
-    per frame, and passed in as `cond` [B, T_v, G].
+    per frame, and passed in as `cond` [B, T_v, G]. With `source_channels`, the source signal at audio rate
+    (movenet.controls) joins the dilated convolution's inputs at the current position: U s[t] in both halves.
     """
 
-    def __init__(self, residual_channels: int, gate_channels: int, skip_channels: int, kernel_size: int, dilation: int):
+    def __init__(self, residual_channels: int, gate_channels: int, skip_channels: int, kernel_size: int, dilation: int,
+                 source_channels: int = 0):
         super().__init__()
         if gate_channels % 2:
             raise ValueError(f"gate_channels must be even (filter and gate halves), got {gate_channels}")
         self.half = gate_channels // 2
-        self.dilated = DilatedCausalConv(residual_channels, gate_channels, kernel_size, dilation)
+        self.dilated = DilatedCausalConv(residual_channels, gate_channels, kernel_size, dilation, source_channels)
         self.residual = nn.Linear(self.half, residual_channels)
         self.skip = nn.Linear(self.half, skip_channels)
 
@@ -186,22 +194,24 @@ class ResidualBlock(nn.Module):
         f, g = h.split(self.half, dim=-1)
         return torch.tanh(f) * torch.sigmoid(g)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, start: int, hop: int, n_skip: int):
-        """x: [B, T, C_res] from audio position `start`; cond: [B, T_v, G] -> (x [B, T - history, C_res],
-        skip [B, n_skip, C_skip] for the last n_skip positions, the new start)."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, start: int, hop: int, n_skip: int,
+                source: torch.Tensor | None = None):
+        """x: [B, T, C_res] from audio position `start`; cond: [B, T_v, G]; source [B, T, E] at x's positions ->
+        (x [B, T - history, C_res], skip [B, n_skip, C_skip] for the last n_skip positions, the new start)."""
         conv = self.dilated
         x, skip = _GatedResidualLayer.apply(
-            x, cond, conv.linear.weight, conv.linear.bias, self.residual.weight, self.residual.bias, self.skip.weight,
+            x, cond, source if conv.extra else None, conv.linear.weight, conv.linear.bias, self.residual.weight, self.residual.bias, self.skip.weight,
             self.skip.bias, start, hop, conv.kernel_size, conv.dilation, n_skip)
         return x, skip, start + conv.history
 
-    def step(self, x_t: torch.Tensor, cond_t: torch.Tensor, buffer: torch.Tensor, t: int):
-        """x_t: [B, C_res], cond_t: [B, G] -> (residual out [B, C_res], skip [B, C_skip])"""
-        z = self._gate(self.dilated.step(x_t, buffer, t) + cond_t)
+    def step(self, x_t: torch.Tensor, cond_t: torch.Tensor, buffer: torch.Tensor, t: int,
+             source_t: torch.Tensor | None = None):
+        """x_t: [B, C_res], cond_t: [B, G], source_t [B, E] -> (residual out [B, C_res], skip [B, C_skip])"""
+        z = self._gate(self.dilated.step(x_t, buffer, t, source_t) + cond_t)
         return x_t + self.residual(z), self.skip(z)
 
     def steady(self, x0: torch.Tensor, cond0: torch.Tensor) -> torch.Tensor:
-        """The residual output for an input held at x0 [B, C_res] under conditioning cond0 [B, G]."""
+        """The residual output for an input held at x0 [B, C_res] under conditioning cond0 [B, G], no source."""
         return x0 + self.residual(self._gate(self.dilated.steady(x0) + cond0))
 
 

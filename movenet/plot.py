@@ -204,10 +204,12 @@ def loss_curves(metrics_csvs: list[Path], path: str | Path) -> Path:
 
 
 def soundtrack_figure(path: str | Path, generated: np.ndarray, truth: np.ndarray, sample_rate: int, sidecar: dict,
-                      title: str = "", scores: dict | None = None) -> Path:
+                      title: str = "", scores: dict | None = None, score: np.ndarray | None = None) -> Path:
     """Generated audio beside the dancer's own soundtrack: each spectrogram (0-4 kHz, where the melody lives) with
     the controls the body played overlaid: the pitch the right hand set, the loudness its motion set, and the
-    foot strikes. If the model follows the dance, the generated harmonics sit on the pitch line."""
+    foot strikes. If the model follows the dance, the generated harmonics sit on the pitch line. `score`: the
+    controls [T_v, 3] the model read off the movement (movenet.controls), drawn on the generated panel: its notes
+    as dots, its kicks as ticks at the bottom."""
     plt = _figure()
     fps = float(sidecar["fps"])
     pitch = np.asarray(sidecar["pitch_hz"], dtype=np.float64)
@@ -227,6 +229,12 @@ def soundtrack_figure(path: str | Path, generated: np.ndarray, truth: np.ndarray
         twin.set_yticks([])
         for hit in sidecar.get("hit_times", []):
             ax.axvline(hit, color="white", lw=0.8, ls="--", alpha=0.7)
+        if score is not None and panel_scores is not None:
+            ts = np.arange(len(score)) / fps
+            notes = np.where((score[:, 0] > 0) & (score[:, 1] > -60), score[:, 0], np.nan)
+            ax.plot(ts, notes, ".", color="magenta", ms=3, label="note the model read off the body")
+            kicks = ts[score[:, 2] > 0.5]
+            ax.plot(kicks, np.full(len(kicks), 60.0), "^", color="magenta", ms=5, label="kick it read")
         label = name
         if panel_scores:
             label += "  (" + ", ".join(f"{k} {v:.2f}" for k, v in panel_scores.items() if v is not None) + ")"

@@ -48,6 +48,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     control_weight: float = 1.0  # the control head's losses (nats per frame) beside the audio's (nats per sample)
     span_seconds: float = 4.0  # movement per crop that the control head learns from (0: the crop's own)
+    control_steps: int = 3000  # the control head first learns alone on spans, this many cheap steps (0: not)
+    align_phase: bool = True  # the source of a training crop in phase with its audio (controls.align_phase)
     max_steps: int = 20000
     max_minutes: float = 0.0  # training-time budget; 0 = none. The OneCycle schedule ends at whichever comes first
     val_crops: int = 64  # fixed validation crops, scored every epoch
@@ -77,7 +79,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from movenet.plot import loss_curves
-    from movenet.trainer import AtomicWeightsOnlyIO, MoveNetModule, SaveOnInterrupt
+    from movenet.trainer import AtomicWeightsOnlyIO, MoveNetModule, SaveOnInterrupt, control_scores, learn_controls
 
     # Lightning's own internals warn about a torch deprecation; nothing a user can act on.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -123,14 +125,17 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     fps = data.fps
     crop_frames = max(1, round(config.crop_seconds * fps))
     train_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed,
-                            labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames)
+                            labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames,
+                            align_phase=config.align_phase)
     try:
         val_set = ClipDataset(data_dir, "valid", crop_frames, model_config.context_frames, seed=config.seed + 1,
-                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames)
+                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames,
+                            align_phase=config.align_phase)
     except DataError:
         print(f"{data_dir}: no validation clips; validating on fixed crops of the training clips")
         val_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed + 1,
-                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames)
+                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames,
+                            align_phase=config.align_phase)
     val_set.n_items = min(len(val_set), config.val_crops)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.num_workers,
                        persistent_workers=False, pin_memory=torch.cuda.is_available())
@@ -139,6 +144,14 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_args)
 
     precision = default_precision() if config.precision == "auto" else config.precision
+    module = MoveNetModule(model_config.to_dict(), asdict(config), inputs.to_dict(), labels)
+    if not resume and model_config.controls and config.control_steps:
+        learned = learn_controls(module.model, train_set, val_set, config.control_steps, config.batch_size,
+                                 config.lr, precision, config.seed, progress)
+        module.add_train_seconds(learned["seconds"])  # spent from the time budget
+        print(f"controls learned in {learned['seconds']:.0f} s: on validation spans, note right on "
+              f"{learned['note_accuracy']:.0%} of pitched frames, loudness r {learned['loudness_r']:.2f}, onset "
+              f"F1 {learned['onset_f1']:.2f}")
     interrupt = SaveOnInterrupt(last)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/bits", mode="min", save_top_k=1,
                            save_last=True, enable_version_counter=False)
@@ -151,12 +164,12 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         strategy="ddp" if config.devices * config.num_nodes > 1 else "auto",
         precision=precision, max_steps=config.max_steps,
         val_check_interval=min(steps_per_epoch, config.max_steps),  # every epoch, and at the end of a short run
-        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+        max_time={"seconds": max(1.0, 60 * config.max_minutes - module.train_seconds())} if config.max_minutes
+        else None,
         gradient_clip_val=config.grad_clip, callbacks=[best, interrupt, LearningRateMonitor("step")], logger=loggers,
         log_every_n_steps=config.log_every, enable_progress_bar=progress, plugins=[AtomicWeightsOnlyIO()],
         default_root_dir=run_dir, enable_model_summary=progress, num_sanity_val_steps=0,
     )
-    module = MoveNetModule(model_config.to_dict(), asdict(config), inputs.to_dict(), labels)
     sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
@@ -180,8 +193,10 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     state = checkpoint.read_weights_only(source, "cpu", "movenet training checkpoint")
     module.load_state_dict(state["state_dict"])
     val_bits = float(best.best_model_score) if best.best_model_score is not None else None
+    scores = {"controls": control_scores(module.model, val_set)} if model_config.controls else {}
     exported = checkpoint.save(run_dir / "model.pt", module.model.cpu(), inputs, labels, step=state["global_step"],
-                               metrics={"val_bits": val_bits, "precision": precision, "source": source.name})
+                               metrics={"val_bits": val_bits, "precision": precision, "source": source.name,
+                                        **scores})
     metrics_csvs = sorted((run_dir / "logs" / "csv").glob("version_*/metrics.csv"),
                           key=lambda p: int(p.parent.name.split("_")[1]))
     if metrics_csvs:

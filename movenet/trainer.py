@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -90,6 +91,10 @@ class MoveNetModule(L.LightningModule):
             return self._earlier_seconds
         return self._earlier_seconds + time.perf_counter() - self._started
 
+    def add_train_seconds(self, seconds: float) -> None:
+        """Count work done before fit (the controls' own stage) as training time."""
+        self._earlier_seconds += seconds
+
     def on_train_start(self):
         self._started = time.perf_counter()
 
@@ -142,3 +147,67 @@ class SaveOnInterrupt(L.Callback):
         if self.saved_step is None:
             return "nothing to save before the first step"
         return f"saved step {self.saved_step} in {self.path}: --resume continues from it"
+
+
+def learn_controls(model: MoveNet, train_set, val_set, steps: int, batch_size: int, lr: float,
+                   precision: str = "32-true", seed: int = 0, progress: bool = True) -> dict:
+    """The control head's own first stage: the movement encoders and the head learn each frame's note, loudness
+    and onset from spans of movement alone (train_set.spans), `steps` Adam steps at `lr` with a cosine decay.
+
+    A step costs a few milliseconds for keypoints (no audio is read or run), so the head sees hundreds of
+    thousands of frames before the WaveNet's first step, and the WaveNet then trains beside a head that already
+    reads the body. Seeded by `seed`, so every process of a DDP run makes the same weights without talking.
+    Returns the seconds it took and `control_scores` on val_set.
+    """
+    from tqdm import tqdm
+
+    from movenet import controls
+
+    started = time.perf_counter()
+    encoders = [m for m in (model.frame_encoder, model.keypoint_encoder) if m is not None]
+    params = [p for m in (*encoders, model.temporal, model.control_head) for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.55 + 0.45 * math.cos(math.pi * s / steps))
+    rng = torch.Generator().manual_seed(seed)
+    c = model.config
+    model.train()
+    bar = tqdm(range(steps), desc="controls", unit="step", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        batch = train_set.spans(torch.randint(0, len(train_set), (batch_size,), generator=rng).tolist())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+            _, head = model.encode(batch.get("span_frames") if c.uses_frames else None,
+                                   batch.get("span_keypoints") if c.uses_keypoints else None,
+                                   batch["label"] if c.n_labels else None)
+        losses = controls.head_losses(head.float(), batch["span_controls"])
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+        schedule.step()
+        if step % 25 == 0:
+            bar.set_postfix_str(" ".join(f"{k} {v.item():.3f}" for k, v in losses.items()), refresh=False)
+    bar.close()
+    return {"seconds": time.perf_counter() - started, **control_scores(model, val_set)}
+
+
+@torch.no_grad()
+def control_scores(model: MoveNet, dataset, n_spans: int = 32) -> dict:
+    """How well the head reads the body on a dataset's spans: the share of pitched frames given the right note,
+    the correlation of predicted and true loudness (dB), and the F1 of onsets (same frame)."""
+    from movenet import controls
+
+    was_training = model.training
+    model.eval()
+    c = model.config
+    batch = dataset.spans(range(n_spans))
+    _, head = model.encode(batch.get("span_frames") if c.uses_frames else None,
+                           batch.get("span_keypoints") if c.uses_keypoints else None,
+                           batch["label"] if c.n_labels else None)
+    model.train(was_training)
+    predicted, true = controls.from_head(head.float().numpy()), batch["span_controls"].numpy()
+    notes, true_notes = controls.pitch_class(predicted[..., 0]), controls.pitch_class(true[..., 0])
+    pitched = true_notes > 0
+    onset, true_onset = predicted[..., 2] > 0.5, true[..., 2] > 0.5
+    loud = np.corrcoef(predicted[..., 1].ravel(), true[..., 1].ravel())[0, 1] if predicted[..., 1].std() > 0 else 0.0
+    return {"note_accuracy": round(float((notes == true_notes)[pitched].mean()) if pitched.any() else math.nan, 4),
+            "loudness_r": round(float(loud), 4),
+            "onset_f1": round(float(2 * (onset & true_onset).sum() / max(onset.sum() + true_onset.sum(), 1)), 4)}

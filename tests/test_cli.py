@@ -88,7 +88,7 @@ def test_end_to_end_synth_prepare_train_generate(tmp_path, real_videos_dir):
     assert run("synth", tmp_path / "synth", "--clips", 3, "--seconds", 2, "--quiet").returncode == 0
     assert run("prepare", tmp_path / "synth", tmp_path / "prepared", "--quiet").returncode == 0
     result = run("train", tmp_path / "prepared", "--out", tmp_path / "run", "--max-steps", 3, "--batch-size", 2,
-                 "--crop-seconds", 0.4, "--num-workers", 0, "--quiet", *tiny)
+                 "--crop-seconds", 0.4, "--num-workers", 0, "--control-steps", 20, "--quiet", *tiny)
     assert result.returncode == 0, result.stderr[-2000:]
     model = tmp_path / "run" / "model.pt"
     clip = sorted((tmp_path / "synth").rglob("*.mp4"))[0]
@@ -115,12 +115,12 @@ def test_end_to_end_synth_prepare_train_generate(tmp_path, real_videos_dir):
     result = run("demo", "--model", model, "--clips", 1, "--seconds", 2, "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = sorted(p.suffix for p in (tmp_path / "demo").glob("*.*"))
-    assert outputs == [".mp4", ".png", ".wav"] and "pitch on the hand's note" in result.stdout
+    assert outputs == [".mid", ".mp4", ".png", ".wav"] and "pitch on the hand's note" in result.stdout
     # user mistakes: one line each, no traceback
     for args, expected in (((model, tmp_path / "missing.mp4", "-o", tmp_path / "x.mp4"), "missing.mp4"),
                            ((tmp_path / "nope.pt", clip, "-o", tmp_path / "x.mp4"), "nope.pt"),
                            ((model, clip, "-o", tmp_path / "out.wav"), "--force"),
-                           ((model, clip, "-o", tmp_path / "x.ogg"), ".wav or .mp4"),
+                           ((model, clip, "-o", tmp_path / "x.ogg"), ".wav or .mp4 or .mid"),
                            ((clip, clip, "-o", tmp_path / "x.wav"), "not a movenet checkpoint")):
         result = run("generate", *args)
         assert result.returncode != 0 and expected in result.stderr, result.stderr

@@ -93,7 +93,7 @@ def test_head_losses_and_reading():
     head[..., controls.N_PITCH_CLASSES] = (-20.0 - controls.LOUDNESS_FLOOR_DB) / -controls.LOUDNESS_FLOOR_DB
     head[..., controls.N_PITCH_CLASSES + 1] = 5.0
     losses = controls.head_losses(head, targets)
-    assert losses["pitch"] < 0.01 and losses["loudness"] < 1e-6 and losses["onset"] < 0.01
+    assert losses["pitch"] < 0.01 and losses["loudness"] < 1e-6 and losses["onset"] < 0.05
     read = controls.from_head(head.numpy())
     np.testing.assert_allclose(read[0, 0], [261.63, -20.0, 1.0], rtol=1e-3)
     wrong = controls.head_losses(torch.zeros_like(head), targets)
@@ -120,3 +120,16 @@ def test_the_score_is_a_midi_file_of_the_notes_and_kicks(tmp_path):
     assert notes[2][4] > notes[0][4] > notes[4][4] > 0  # louder frames, higher velocity
     kicks = [e for e in events if e[2] == controls.DRUM_CHANNEL]
     assert kicks == [(0.2, "note_on", 9, 36, 100), (0.24, "note_off", 9, 36, 0)]
+
+
+def test_aligning_the_phase_puts_the_source_in_phase_with_the_audio():
+    clip = synth.generate_clip(4.0, seed=3, style="sine_major")
+    played = controls.snap_to_notes(controls.analyze(clip.audio, SR, FPS, len(clip.frames)))
+    ex = controls.Excitation(harmonics=3, hop=HOP, sample_rate=SR)
+    source = ex.render(played[None, 10:40], controls.SourceState.holding(played[9:10]))[0]
+    wav = clip.audio[10 * HOP: 40 * HOP]
+    aligned = controls.align_phase(source, wav, HOP, 3)
+    assert np.corrcoef(aligned[:, 0], wav)[0, 1] > 0.9 > np.corrcoef(source[:, 0], wav)[0, 1] + 0.3
+    gains = lambda s: np.hypot(s[:, :3], s[:, 3:6])  # noqa: E731
+    np.testing.assert_allclose(gains(aligned), gains(source), atol=1e-5)  # only the phase moves
+    np.testing.assert_array_equal(aligned[:, 6:], source[:, 6:])

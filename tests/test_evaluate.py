@@ -11,7 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from movenet import checkpoint, synth
+from movenet import audio, checkpoint, synth
+from movenet.controls import Excitation, SourceState, align_phase
+from movenet.movement import Movement, condition
 from movenet.data import DataConfig, prepare
 from movenet.evaluate import NO_GROUND_TRUTH, evaluate, teacher_forced_bits
 from movenet.train import TrainConfig, train
@@ -26,7 +28,7 @@ def trained(tmp_path_factory):
     synth.write_dataset(root / "synth", n_clips=4, seconds=2.0, seed=11, progress=False)
     prepare(root / "synth", root / "prepared", DataConfig(valid_fraction=0.5), workers=1, progress=False)
     model_pt = train(root / "prepared", root / "run", dict(TINY),
-                     TrainConfig(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=2, val_crops=2),
+                     TrainConfig(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=2, val_crops=2, control_steps=5),
                      progress=False)
     return checkpoint.load(model_pt), root
 
@@ -38,11 +40,15 @@ def test_teacher_forced_bits_is_the_models_cross_entropy_in_bits(trained):
     n_frames = 7
     codes = torch.randint(0, 256, (n_frames * 640,), generator=g)
     frames = torch.randint(0, 256, (1, n_frames, 64, 64, 1), generator=g, dtype=torch.uint8)
+    part = condition(model, Movement(frames[0].numpy()), 1)
+    # the source of the predicted controls, put in phase with the audio scored (as training does)
+    source = Excitation.of(model.config).render(part.controls[None], SourceState.silent(1))[0]
+    source = align_phase(source, audio.mu_law_decode(codes.numpy()), 640, model.config.harmonics)
     with torch.no_grad():
-        cond = model.condition(frames, labels=torch.tensor([1]))
-        expected = F.cross_entropy(model.teacher_forced(codes[None], cond)[0], codes).item() / math.log(2)
+        logits = model.teacher_forced(codes[None], torch.from_numpy(part.rows)[None], torch.from_numpy(source)[None])
+        expected = F.cross_entropy(logits[0], codes).item() / math.log(2)
     # chunked (3 frames at a time) equals the whole clip at once
-    bits = teacher_forced_bits(model, codes.numpy().astype(np.uint8), cond[0].numpy(), chunk_frames=3)
+    bits = teacher_forced_bits(model, codes.numpy().astype(np.uint8), part, chunk_frames=3)
     assert bits == pytest.approx(expected, rel=1e-5)
 
 

@@ -8,7 +8,8 @@ from movenet.checkpoint import Loaded
 from movenet.generate import generate_audio
 from movenet.inputs import InputConfig
 from movenet.model import MoveNet
-from movenet.movement import Movement
+from movenet.controls import Excitation, SourceState
+from movenet.movement import Movement, condition
 from tests.test_model import tiny_config
 
 
@@ -49,7 +50,8 @@ def test_torch_engine_samples_what_the_model_predicts(loaded):
     wav = generate_audio(loaded, m, 2, temperature=0.0, seed=0, engine="torch", progress=False)
     codes = torch.from_numpy(np.rint((np.sign(wav) * np.log1p(255 * np.abs(wav)) / np.log1p(255) + 1) / 2 * 255)
                              .astype(np.int64))[None]
-    cond = model.condition(torch.from_numpy(m.frames)[None], labels=torch.tensor([2]))
-    logits = model.teacher_forced(codes, cond)
+    part = condition(model, m, 2)
+    source = Excitation.of(model.config).render(part.controls[None], SourceState.silent(1))  # as generation does
+    logits = model.teacher_forced(codes, torch.from_numpy(part.rows)[None], torch.from_numpy(source))
     assert torch.equal(logits.argmax(-1), codes)
     assert codes.shape[1] == 4 * hop

@@ -83,33 +83,34 @@ def test_keypoint_encoder_ignores_coordinates_of_unseen_joints():
     assert not torch.allclose(enc(seen), enc(kp))
 
 
-def reference_block(block: ResidualBlock, x, cond, start, hop, n_skip):
+def reference_block(block: ResidualBlock, x, cond, start, hop, n_skip, source=None):
     """The residual layer written with plain differentiable ops (and an up-sampled copy of cond)."""
-    h = block.dilated(x)
+    h = block.dilated(x, source)
     frame_of = (start + block.dilated.history + torch.arange(h.shape[1])) // hop
     f, g = (h + cond[:, frame_of]).split(block.half, dim=-1)
     z = torch.tanh(f) * torch.sigmoid(g)
     return x[:, block.dilated.history:] + block.residual(z), block.skip(z[:, -n_skip:])
 
 
-@pytest.mark.parametrize("start,kernel_size", [(0, 2), (5, 2), (16, 3)])
-def test_residual_block_forward_and_backward_match_plain_ops(start, kernel_size):
-    """The hand-written layer (conv + per-frame conditioning + gate + residual/skip) has plain ops' values and
-    gradients."""
+@pytest.mark.parametrize("start,kernel_size,source_channels", [(0, 2, 0), (5, 2, 0), (16, 3, 0), (5, 2, 3)])
+def test_residual_block_forward_and_backward_match_plain_ops(start, kernel_size, source_channels):
+    """The hand-written layer (conv + source + per-frame conditioning + gate + residual/skip) has plain ops' values
+    and gradients."""
     torch.manual_seed(0)
     hop, n_skip = 16, 20
-    block = ResidualBlock(4, 6, 5, kernel_size, 8)
+    block = ResidualBlock(4, 6, 5, kernel_size, 8, source_channels)
     x = torch.randn(2, 60, 4, requires_grad=True)
     cond = torch.randn(2, 6, 6, requires_grad=True)
+    source = torch.randn(2, 60, source_channels) if source_channels else None
     leaves = (x, cond, *block.parameters())
-    x_out, skip, new_start = block(x, cond, start, hop, n_skip)
+    x_out, skip, new_start = block(x, cond, start, hop, n_skip, source)
     assert new_start == start + block.dilated.history and skip.shape == (2, n_skip, 5)
     w1, w2 = torch.randn_like(x_out), torch.randn_like(skip)
     ((x_out * w1).sum() + (skip * w2).sum()).backward()
     grads = [t.grad.clone() for t in leaves]
     for t in leaves:
         t.grad = None
-    ref_x, ref_skip = reference_block(block, x, cond, start, hop, n_skip)
+    ref_x, ref_skip = reference_block(block, x, cond, start, hop, n_skip, source)
     ((ref_x * w1).sum() + (ref_skip * w2).sum()).backward()
     torch.testing.assert_close(x_out, ref_x)
     torch.testing.assert_close(skip, ref_skip)

@@ -32,7 +32,7 @@ def prepared(tmp_path_factory) -> Path:
 
 def quick(**overrides) -> TrainConfig:
     return TrainConfig(**{**dict(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=2, val_crops=2,
-                                 log_every=1, precision="32-true"), **overrides})
+                                 log_every=1, precision="32-true", control_steps=5), **overrides})
 
 
 def tree(folder: Path) -> dict:

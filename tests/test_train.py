@@ -26,7 +26,7 @@ def prepared(tmp_path_factory) -> Path:
 
 def quick(**overrides) -> TrainConfig:
     return TrainConfig(**{**dict(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=6, val_crops=4,
-                                 log_every=1), **overrides})
+                                 log_every=1, control_steps=20, span_seconds=1.0), **overrides})
 
 
 def test_train_writes_checkpoints_that_load_weights_only_and_a_loss_curve(prepared, tmp_path):
@@ -42,6 +42,8 @@ def test_train_writes_checkpoints_that_load_weights_only_and_a_loss_curve(prepar
                                        "features": "frames"}
     assert sorted(loaded.labels) == sorted(synth.STYLES) and loaded.step == 6
     assert loaded.metrics["val_bits"] is not None and 0 < loaded.metrics["val_bits"] < 9
+    scores = loaded.metrics["controls"]  # how well the control head reads the body, on validation spans
+    assert set(scores) == {"note_accuracy", "loudness_r", "onset_f1"} and 0 <= scores["note_accuracy"] <= 1
     assert (run / "loss.png").stat().st_size > 10_000
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["hop"] == 640 and config["train"]["max_steps"] == 6
@@ -81,11 +83,16 @@ def test_resume_continues_exactly_where_it_stopped(prepared, tmp_path, monkeypat
 
 
 def test_train_on_keypoints_from_the_synthetic_sidecars(tmp_path):
-    synth.write_dataset(tmp_path / "synth", n_clips=3, seconds=2.0, seed=5, progress=False)
-    prepare(tmp_path / "synth", tmp_path / "kp", DataConfig(features="keypoints"), workers=1, progress=False)
+    synth.write_dataset(tmp_path / "synth", n_clips=12, seconds=6.0, seed=5, progress=False)
+    prepare(tmp_path / "synth", tmp_path / "kp", DataConfig(features="keypoints", valid_fraction=0.25), workers=1,
+            progress=False)
     loaded = checkpoint.load(train(tmp_path / "kp", tmp_path / "run", dict(TINY), quick(max_steps=3),
                                    progress=False))
     assert loaded.model.config.features == "keypoints" and loaded.model.frame_encoder is None
+    # The control head's own stage: a few hundred cheap steps teach it the dancers' notes (chance: 1 in 15)
+    learned = checkpoint.load(train(tmp_path / "kp", tmp_path / "notes", dict(TINY),
+                                    quick(max_steps=1, control_steps=400, span_seconds=2.0, batch_size=8), progress=False))
+    assert learned.metrics["controls"]["note_accuracy"] > 0.35 > loaded.metrics["controls"]["note_accuracy"]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test written for Linux")

@@ -2,9 +2,9 @@
 
     python benchmarks/bench_train.py [--steps 4] [--batch 4] [--crop 16000]
 
-Config: 2 stacks x 10 layers, 64 residual / 128 gate / 64 skip channels, batch 4 x 16,000-sample crops (plus the
-receptive field's context, which is computed but not counted), frames conditioning at 25 fps. Counted samples are
-the crop samples only. Measured for movenet in fp32 and in bf16 mixed precision (the default where the CPU has
+Config: the default ModelConfig (2 stacks x 10 layers, 64 residual / 128 gate / 64 skip channels, the source of the
+controls at every layer, the control head), batch 4 x 16,000-sample crops (plus the receptive field's context,
+which is computed but not counted), frames conditioning at 25 fps. Counted samples are the crop samples only. Measured for movenet in fp32 and in bf16 mixed precision (the default where the CPU has
 bf16 instructions), and, as a same-run reference, a conventional WaveNet layout: a 256-channel one-hot input
 through Conv1d, zero-padded channels-first dilated Conv1d layers and 1x1 convolutions, audio only, fp32.
 """
@@ -75,12 +75,17 @@ def main() -> None:
     model = MoveNet(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     n_frames = config.context_frames + args.crop // config.hop
-    codes = torch.randint(0, 256, (args.batch, 1 + n_frames * config.hop))
-    frames = torch.randint(0, 256, (args.batch, n_frames, 64, 64, 1), dtype=torch.uint8)
+    batch = {  # as ClipDataset gives it: codes, frames, the source of the controls and the controls
+        "codes": torch.randint(0, 256, (args.batch, 1 + n_frames * config.hop)),
+        "frames": torch.randint(0, 256, (args.batch, n_frames, 64, 64, 1), dtype=torch.uint8),
+        "excitation": torch.randn(args.batch, n_frames * config.hop, config.source_channels) * 0.3,
+        "controls": torch.stack([torch.full((args.batch, n_frames), 440.0), torch.full((args.batch, n_frames), -20.0),
+                                 torch.zeros(args.batch, n_frames)], dim=-1),
+    }
     for precision in ("32-true", "bf16-mixed"):
         def step():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
-                loss = model.loss(codes, frames)
+                loss = sum(model.loss(batch).values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -17,7 +17,8 @@ k depend on the controls of frames <= k: one-pole glides into each frame's value
 carries its state across calls, so a video rendered a chunk or a frame at a time gets the same source.
 
 Training renders the source from the true controls with the pitch snapped to its note, as generation renders it
-from predicted notes, so the WaveNet sees the same kind of source in both.
+from predicted notes, so the WaveNet sees the same kind of source in both, and `align_phase` shifts it into phase
+with the crop's audio. `write_midi` writes a score as a MIDI file.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ N_NOTES = MIDI_HI - MIDI_LO + 1
 N_PITCH_CLASSES = N_NOTES + 1  # class 0: no pitched sound; class c: MIDI_LO + c - 1
 LOUDNESS_FLOOR_DB = -80.0  # as metrics.frame_loudness_db: mu-law silence decodes to -81 dBFS
 SILENT_DB = -60.0  # below this a frame plays nothing: its source is zero
-N_CONTROLS = 3  # columns of a controls array: f0 (Hz, 0 = none), loudness (dBFS), onset (0 / 1)
+# A controls array has 3 columns: f0 (Hz, 0 = none), loudness (dBFS), onset (0 / 1).
 SILENT = np.array([0.0, LOUDNESS_FLOOR_DB, 0.0], np.float32)  # the controls of silence (before a clip)
 
 # YIN

@@ -81,7 +81,8 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
                                f"for a dancer it never saw", scores=scores, score=score)
         written.append(out / f"{name}.mp4")
         lines.append(f"   {name}: {len(wav) / sr:.1f} s of audio in {elapsed:.1f} s; pitch on the hand's note in "
-                     f"{got['pitch_accuracy']:.0%} of audible frames (its own soundtrack: {own['pitch_accuracy']:.0%}), "
+                     f"{got['pitch_accuracy']:.0%} of audible frames (its own soundtrack: "
+                     f"{own['pitch_accuracy']:.0%}), "
                      f"hit F1 {got['hit_f1']:.2f} ({own['hit_f1']:.2f}), loudness following "
                      f"{got['loudness_following']:.2f}")
     print("\n".join(lines))

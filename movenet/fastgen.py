@@ -271,7 +271,7 @@ class FastGenerator:
 
     def __init__(self, model: MoveNet):
         self.config = c = model.config
-        C, G, S = c.residual_channels, c.gate_channels, c.skip_channels
+        C, G = c.residual_channels, c.gate_channels
         f64 = {name: p.detach().to(torch.float64).cpu().numpy() for name, p in model.state_dict().items()}
         k_in = c.input_kernel
         w_in = f64["input_conv.linear.weight"]  # [C, k_in * C]

@@ -172,12 +172,14 @@ class MoveNet(nn.Module):
     # -- conditioning ---------------------------------------------------------------------------------------------
 
     def encode(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
-               labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               labels: torch.Tensor | None = None, detach: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The movement's per-frame conditioning of all layers [B, T_v, n_layers * G], and the control head's
         output [B, T_v, controls.N_PITCH_CLASSES + 2] (None without controls; `controls.from_head` reads it).
 
         frames: uint8 [B, T_v, H, W, C]; keypoints: float [B, T_v, J, 3]; labels: int64 [B] (style).
         Causal in frames: row k depends on frames k - frame_lookback .. k only (frame 0 held before the start).
+        detach: the conditioning's gradient stops at the movement features (only the head's losses train the
+        encoders).
         """
         c = self.config
         parts = []
@@ -192,7 +194,7 @@ class MoveNet(nn.Module):
         if c.n_labels and labels is None:
             raise ValueError("this model was trained with style labels: pass labels")
         features = self.temporal(sum(parts))
-        cond = self.cond_proj(features)
+        cond = self.cond_proj(features.detach() if detach else features)
         if self.label_embed is not None:
             cond = cond + self.label_embed(labels)[:, None, :]
         head = self.control_head(features, labels) if self.control_head is not None else None
@@ -243,7 +245,7 @@ class MoveNet(nn.Module):
         """`logits` with the conditioning computed from the movement: see `logits` and `encode`."""
         return self.logits(codes, self.condition(frames, keypoints, labels), source)
 
-    def loss(self, batch: dict) -> dict[str, torch.Tensor]:
+    def loss(self, batch: dict, score_encoder: bool = False) -> dict[str, torch.Tensor]:
         """Mean losses of a training batch (ClipDataset items, stacked), nats: "audio" (cross-entropy per sample)
         and, with controls, the control head's "pitch" (cross-entropy over notes), "loudness" (squared error of the
         scaled dB) and "onset" (binary cross-entropy) per frame.
@@ -253,13 +255,15 @@ class MoveNet(nn.Module):
         scored. "frames" / "keypoints" and "label" as `encode` takes them; "excitation" [B, T, E], the source of the
         true controls; "controls" [B, T_v, 3], those controls. The head learns from "span_frames" /
         "span_keypoints" with "span_controls" when the batch has them (a longer stretch of movement: more frames
-        to learn notes from, at little cost), else from the crop's own.
+        to learn notes from, at little cost), else from the crop's own. score_encoder: only the head's losses train
+        the movement encoders (the audio's stop at the conditioning), so what they learned to read stays put.
         """
         c = self.config
+        head_losses_apply = self.control_head is not None and "controls" in batch
         movement = lambda prefix: (batch.get(prefix + "frames") if c.uses_frames else None,  # noqa: E731
                                    batch.get(prefix + "keypoints") if c.uses_keypoints else None,
                                    batch.get("label") if c.n_labels else None)
-        cond, head = self.encode(*movement(""))
+        cond, head = self.encode(*movement(""), detach=score_encoder and head_losses_apply)
         codes = batch["codes"]
         logits = self.logits(codes[:, :-1], cond, batch.get("excitation"))
         audio_targets = codes[:, c.receptive_field:]

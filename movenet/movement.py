@@ -125,9 +125,9 @@ def condition(model, movement: Movement, label: int | None = None, start: int = 
     stop = movement.n_frames if stop is None else stop
     lo = max(0, start - model.frame_lookback)
     part = movement.window(lo, stop)
-    cond, head = model.encode(
-        torch.from_numpy(np.ascontiguousarray(part.frames))[None] if config.uses_frames else None,
-        torch.from_numpy(np.ascontiguousarray(part.keypoints, dtype=np.float32))[None] if config.uses_keypoints else None,
-        None if label is None else torch.tensor([int(label)]))
+    frames = torch.from_numpy(np.ascontiguousarray(part.frames))[None] if config.uses_frames else None
+    keypoints = torch.from_numpy(np.ascontiguousarray(part.keypoints, dtype=np.float32))[None] \
+        if config.uses_keypoints else None
+    cond, head = model.encode(frames, keypoints, None if label is None else torch.tensor([int(label)]))
     return Conditioning(cond[0, start - lo:].float().numpy(),
                         None if head is None else controls.from_head(head[0, start - lo:].float().numpy()))

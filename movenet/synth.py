@@ -274,7 +274,6 @@ def controls_from_pose(joints: np.ndarray, style: str, fps: int = 25) -> dict:
     0 = no hit). All measures are body-relative, so translation/size don't matter.
     """
     P = np.asarray(joints, np.float64)
-    T = P.shape[0]
 
     def seg(a, b):
         return np.linalg.norm(P[:, J[a]] - P[:, J[b]], axis=-1)

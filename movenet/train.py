@@ -50,6 +50,7 @@ class TrainConfig:
     span_seconds: float = 4.0  # movement per crop that the control head learns from (0: the crop's own)
     control_steps: int = 3000  # the control head first learns alone on spans, this many cheap steps (0: not)
     align_phase: bool = True  # the source of a training crop in phase with its audio (controls.align_phase)
+    score_encoder: bool = False  # only the control head's losses train the movement encoders (not the audio's)
     max_steps: int = 20000
     max_minutes: float = 0.0  # training-time budget; 0 = none. The OneCycle schedule ends at whichever comes first
     val_crops: int = 64  # fixed validation crops, scored every epoch

@@ -34,7 +34,7 @@ class MoveNetModule(L.LightningModule):
         self._started, self._earlier_seconds = None, 0.0
 
     def _losses(self, batch) -> dict[str, torch.Tensor]:
-        return self.model.loss(batch)
+        return self.model.loss(batch, score_encoder=self.train_config.get("score_encoder", False))
 
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         controls = [v for k, v in losses.items() if k != "audio"]

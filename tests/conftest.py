@@ -39,3 +39,40 @@ def walker_video(walker_frames, tmp_path_factory) -> Path:
     noise = 0.1 * np.random.default_rng(0).standard_normal(5 * 16000).astype(np.float32)
     video.write_video(path, walker_frames, fps=10, audio=noise, sample_rate=16000)
     return path
+
+
+@pytest.fixture
+def readonly_dir(tmp_path, monkeypatch) -> Path:
+    """A folder on a "read-only filesystem": creating a file anywhere below it fails with EROFS, the answer the
+    kernel gives (simulated: tests cannot mount one)."""
+    import errno
+    import os
+
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    real_open = os.open
+
+    def erofs(path, flags, *args, **kwargs):
+        if Path(path).is_relative_to(readonly) and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", erofs)
+    return readonly
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """cli_run(*args): `movenet ARGS` in this process -> (exit code, stdout, stderr)."""
+    from movenet import cli
+
+    def run(*args) -> tuple[int, str, str]:
+        try:
+            cli.main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

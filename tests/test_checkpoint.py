@@ -60,4 +60,5 @@ def test_the_shipped_demo_checkpoint():
     assert config.features == "keypoints" and config.n_labels == 3 and loaded.labels == sorted(loaded.labels)
     assert (loaded.inputs.sample_rate, loaded.inputs.fps, loaded.inputs.features) == (16000, 25, "keypoints")
     assert loaded.metrics["val_bits"] < 4.0  # trained: far below the 8 bits of a uniform guess
+    assert config.controls and config.motion and loaded.metrics["controls"]["note_accuracy"] > 0.8  # reads the score
     assert ModelConfig.from_dict(config.to_dict()) == config

@@ -13,17 +13,6 @@ from movenet import cli, files, synth
 from movenet.demo import SHIPPED
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    """movenet ARGS in this process: (exit code, stdout, stderr)."""
-    try:
-        cli.main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def one_line(err: str) -> str:
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     return err.strip()
@@ -85,9 +74,9 @@ BAD_NUMBERS = [
 
 
 @pytest.mark.parametrize("command, flag, values", BAD_NUMBERS, ids=[f"{c.split()[0]} {f}" for c, f, _ in BAD_NUMBERS])
-def test_bad_numbers_are_refused_by_the_parser_in_one_line(capsys, command, flag, values):
+def test_bad_numbers_are_refused_by_the_parser_in_one_line(cli_run, command, flag, values):
     for value in values:
-        code, out, err = run(capsys, *command.split(), f"{flag}={value}")
+        code, out, err = cli_run(*command.split(), f"{flag}={value}")
         assert code == 2, (flag, value, out, err)
         line = one_line(err)
         assert f"argument {flag}" in line and value in line, line
@@ -110,32 +99,32 @@ def test_good_numbers_still_parse():
 # Item 2: evaluate --json overwrites nothing it should not
 
 
-def test_evaluate_json_never_overwrites_its_inputs(capsys, tmp_path, model):
+def test_evaluate_json_never_overwrites_its_inputs(cli_run, tmp_path, model):
     data = tmp_path / "data"
     data.mkdir()
     before = model.read_bytes()
     for force in ([], ["--force"]):
-        code, _, err = run(capsys, "evaluate", model, data, "--json", model, *force)
+        code, _, err = cli_run("evaluate", model, data, "--json", model, *force)
         assert code == 1 and str(model) in one_line(err), err
         assert model.read_bytes() == before
     (data / "manifest.json").write_text('{"format_version": 2}')
-    code, _, err = run(capsys, "evaluate", model, data, "--json", data / "manifest.json", "--force")
+    code, _, err = cli_run("evaluate", model, data, "--json", data / "manifest.json", "--force")
     assert code == 1 and "part of this command's input" in one_line(err)
     assert (data / "manifest.json").read_text() == '{"format_version": 2}'
 
 
-def test_evaluate_json_refuses_an_existing_file_without_force_and_other_kinds(capsys, tmp_path, model):
+def test_evaluate_json_refuses_an_existing_file_without_force_and_other_kinds(cli_run, tmp_path, model):
     data = tmp_path / "data"
     data.mkdir()
     report = tmp_path / "report.json"
     report.write_text("mine")
-    code, _, err = run(capsys, "evaluate", model, data, "--json", report)
+    code, _, err = cli_run("evaluate", model, data, "--json", report)
     assert code == 1 and "--force" in one_line(err) and report.read_text() == "mine"
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
-    code, _, err = run(capsys, "evaluate", model, data, "--json", notes, "--force")
+    code, _, err = cli_run("evaluate", model, data, "--json", notes, "--force")
     assert code == 1 and ".json" in one_line(err) and notes.read_text() == "mine"
-    code, _, err = run(capsys, "evaluate", model, data, "--json", tmp_path, "--force")  # a directory
+    code, _, err = cli_run("evaluate", model, data, "--json", tmp_path, "--force")  # a directory
     assert code == 1 and "directory" in one_line(err)
 
 
@@ -154,44 +143,35 @@ def no_work(monkeypatch):
     monkeypatch.setattr(checkpoint, "load", load)
 
 
-def test_generate_to_a_directory_is_one_line_even_with_force(capsys, tmp_path, model, clip, no_work):
+def test_generate_to_a_directory_is_one_line_even_with_force(cli_run, tmp_path, model, clip, no_work):
     folder = tmp_path / "out.mp4"
     folder.mkdir()
-    code, _, err = run(capsys, "generate", model, clip, "-o", folder, "--force")
+    code, _, err = cli_run("generate", model, clip, "-o", folder, "--force")
     assert code == 1 and "is a directory" in one_line(err)
 
 
-def test_generate_over_its_own_input_is_refused_even_with_force(capsys, tmp_path, model, clip, no_work):
+def test_generate_over_its_own_input_is_refused_even_with_force(cli_run, tmp_path, model, clip, no_work):
     video_copy = tmp_path / "dancer.mp4"
     shutil.copy(clip, video_copy)
     before = video_copy.read_bytes()
-    code, _, err = run(capsys, "generate", model, video_copy, "-o", video_copy, "--force")
+    code, _, err = cli_run("generate", model, video_copy, "-o", video_copy, "--force")
     assert code == 1 and "input" in one_line(err) and video_copy.read_bytes() == before
 
 
-def test_an_unwritable_destination_fails_before_generating(capsys, tmp_path, model, clip, monkeypatch, no_work):
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    real_open = os.open
-
-    def erofs(path, flags, *args, **kwargs):
-        if Path(path).parent == readonly and flags & os.O_CREAT:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", erofs)
-    code, _, err = run(capsys, "generate", model, clip, "-o", readonly / "out.wav")
+def test_an_unwritable_destination_fails_before_generating(cli_run, tmp_path, model, clip, readonly_dir, no_work):
+    readonly = readonly_dir
+    code, _, err = cli_run("generate", model, clip, "-o", readonly / "out.wav")
     assert code == 1 and one_line(err) == f"movenet: error: {readonly}: cannot write there (Read-only file system)"
     (tmp_path / "file").write_text("x")
-    code, _, err = run(capsys, "generate", model, clip, "-o", tmp_path / "file" / "out.wav")
+    code, _, err = cli_run("generate", model, clip, "-o", tmp_path / "file" / "out.wav")
     assert code == 1 and "not a directory" in one_line(err)
-    code, _, err = run(capsys, "evaluate", model, tmp_path, "--json", readonly / "r.json")
+    code, _, err = cli_run("evaluate", model, tmp_path, "--json", readonly / "r.json")
     assert code == 1 and "Read-only file system" in one_line(err)
-    code, _, err = run(capsys, "evaluate", model, tmp_path, "--plots", readonly / "plots")
+    code, _, err = cli_run("evaluate", model, tmp_path, "--plots", readonly / "plots")
     assert code == 1 and "Read-only file system" in one_line(err)
 
 
-def test_a_full_disk_during_generate_is_one_line_and_leaves_no_temporary_file(capsys, tmp_path, clip, monkeypatch):
+def test_a_full_disk_during_generate_is_one_line_and_leaves_no_temporary_file(cli_run, tmp_path, clip, monkeypatch):
     real_replace = os.replace
 
     def full(src, dst, *args, **kwargs):
@@ -201,7 +181,7 @@ def test_a_full_disk_during_generate_is_one_line_and_leaves_no_temporary_file(ca
 
     monkeypatch.setattr(os, "replace", full)
     for out in ("out.wav", "out.mp4"):
-        code, _, err = run(capsys, "generate", SHIPPED, clip, "-o", tmp_path / out, "--quiet")
+        code, _, err = cli_run("generate", SHIPPED, clip, "-o", tmp_path / out, "--quiet")
         assert code == 1
         assert one_line(err) == f"movenet: error: {tmp_path / out}: cannot write (No space left on device)"
     assert not list(tmp_path.iterdir())
@@ -224,19 +204,19 @@ def hostile_checkpoint(path: Path, marker: Path) -> Path:
     return path
 
 
-def test_generate_refuses_a_hostile_checkpoint_without_running_it(capsys, tmp_path, clip):
+def test_generate_refuses_a_hostile_checkpoint_without_running_it(cli_run, tmp_path, clip):
     marker = tmp_path / "pwned"
     evil = hostile_checkpoint(tmp_path / "evil.pt", marker)
-    code, _, err = run(capsys, "generate", evil, clip, "-o", tmp_path / "out.wav")
+    code, _, err = cli_run("generate", evil, clip, "-o", tmp_path / "out.wav")
     line = one_line(err)
     assert code == 1 and "refused: it holds code or objects (posix.system)" in line and str(evil) in line
     assert "weights_only" not in line and not marker.exists() and not (tmp_path / "out.wav").exists()
 
 
-def test_generate_refuses_a_truncated_checkpoint_in_one_line(capsys, tmp_path, clip):
+def test_generate_refuses_a_truncated_checkpoint_in_one_line(cli_run, tmp_path, clip):
     cut = tmp_path / "cut.pt"
     cut.write_bytes(SHIPPED.read_bytes()[:5000])
-    code, _, err = run(capsys, "generate", cut, clip, "-o", tmp_path / "out.wav")
+    code, _, err = cli_run("generate", cut, clip, "-o", tmp_path / "out.wav")
     line = one_line(err)
     assert code == 1 and "not a movenet checkpoint, or damaged" in line and "weights_only" not in line
 
@@ -245,19 +225,19 @@ def test_generate_refuses_a_truncated_checkpoint_in_one_line(capsys, tmp_path, c
 # Item 10: synth into a folder made with another seed
 
 
-def test_synth_with_another_seed_does_not_pretend_to_write(capsys, tmp_path):
+def test_synth_with_another_seed_does_not_pretend_to_write(cli_run, tmp_path):
     def sidecars() -> dict:
         return {p.name: p.read_bytes() for p in tmp_path.rglob("*.json")}
 
-    code, out, _ = run(capsys, "synth", tmp_path, "--clips", 2, "--seconds", 0.4, "--seed", 1, "--quiet")
+    code, out, _ = cli_run("synth", tmp_path, "--clips", 2, "--seconds", 0.4, "--seed", 1, "--quiet")
     assert code == 0 and f"wrote 2 clips to {tmp_path}\n" == out
     first = sidecars()
-    code, out, err = run(capsys, "synth", tmp_path, "--clips", 2, "--seconds", 0.4, "--seed", 2, "--quiet")
+    code, out, err = cli_run("synth", tmp_path, "--clips", 2, "--seconds", 0.4, "--seed", 2, "--quiet")
     assert code == 1 and "--seed" in one_line(err) and "--force" in err and out == ""
     assert sidecars() == first  # nothing was touched
-    code, out, _ = run(capsys, "synth", tmp_path, "--clips", 3, "--seconds", 0.4, "--seed", 1, "--quiet")
+    code, out, _ = cli_run("synth", tmp_path, "--clips", 3, "--seconds", 0.4, "--seed", 1, "--quiet")
     assert code == 0 and out == f"wrote 1 clip to {tmp_path}, kept 2 already there (3 in all)\n"
-    code, out, _ = run(capsys, "synth", tmp_path, "--clips", 2, "--seconds", 0.4, "--seed", 2, "--quiet", "--force")
+    code, out, _ = cli_run("synth", tmp_path, "--clips", 2, "--seconds", 0.4, "--seed", 2, "--quiet", "--force")
     assert code == 0 and out.startswith("wrote 2 clips")
     now = sidecars()
     assert all(now[name] != first[name] for name in first)

@@ -103,8 +103,8 @@ def test_head_losses_and_reading():
 def test_the_score_is_a_midi_file_of_the_notes_and_kicks(tmp_path):
     mido = pytest.importorskip("mido")
     c4, d4 = controls.class_hz(controls.pitch_class([261.63, 293.66]))
-    played = np.array([[c4, -20, 0]] * 5 + [[d4, -6, 1]] + [[d4, -6, 0]] * 4 + [controls.SILENT] * 3 + [[c4, -30, 0]] * 2,
-                      np.float32)
+    played = np.array([[c4, -20, 0]] * 5 + [[d4, -6, 1]] + [[d4, -6, 0]] * 4 + [controls.SILENT] * 3
+                      + [[c4, -30, 0]] * 2, np.float32)
     path = tmp_path / "score.mid"
     controls.write_midi(path, played, fps=25)
     midi = mido.MidiFile(path)

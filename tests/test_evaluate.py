@@ -28,7 +28,8 @@ def trained(tmp_path_factory):
     synth.write_dataset(root / "synth", n_clips=4, seconds=2.0, seed=11, progress=False)
     prepare(root / "synth", root / "prepared", DataConfig(valid_fraction=0.5), workers=1, progress=False)
     model_pt = train(root / "prepared", root / "run", dict(TINY),
-                     TrainConfig(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=2, val_crops=2, control_steps=5),
+                     TrainConfig(crop_seconds=0.4, batch_size=2, num_workers=0, max_steps=2, val_crops=2,
+                                 control_steps=5),
                      progress=False)
     return checkpoint.load(model_pt), root
 

@@ -157,18 +157,9 @@ def test_check_output(tmp_path):
     assert not leftovers(tmp_path)
 
 
-def test_an_unwritable_destination_is_found_before_the_work(tmp_path, monkeypatch):
+def test_an_unwritable_destination_is_found_before_the_work(tmp_path, readonly_dir):
     """A read-only filesystem (EROFS when creating a file there), simulated: the same answer the kernel gives."""
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    real_open = os.open
-
-    def erofs(path, flags, *args, **kwargs):
-        if Path(path).parent == readonly and flags & os.O_CREAT:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", erofs)
+    readonly = readonly_dir
     with pytest.raises(WriteError) as err:
         check_output(readonly / "out.wav")
     assert str(err.value) == f"{readonly}: cannot write there (Read-only file system)"

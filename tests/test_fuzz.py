@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
-from fractions import Fraction
 from pathlib import Path
 
 import av

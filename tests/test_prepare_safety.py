@@ -16,20 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from movenet import cli, files, synth, video
+from movenet import files, synth, video
 from movenet.data import ClipDataset, DataConfig, DataError, load_manifest, open_clip, prepare
 
 REPO = Path(__file__).parents[1]
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    try:
-        cli.main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +58,17 @@ def test_a_symlinked_folder_is_followed(tmp_path, dancers):
     assert len(report.prepared) == 1 and not report.skipped
 
 
-def test_nothing_prepared_leaves_no_manifest(capsys, tmp_path):
+def test_nothing_prepared_leaves_no_manifest(cli_run, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "notes.mp4").write_text("not a video")
     out = tmp_path / "out"
-    code, _, err = run(capsys, "prepare", src, out, "--quiet")
+    code, _, err = cli_run("prepare", src, out, "--quiet")
     assert code == 1 and "nothing prepared" in err
     assert not out.exists()  # made for this run, and left empty: removed
     out.mkdir()
     (out / "mine.txt").write_text("x")
-    code, _, _ = run(capsys, "prepare", src, out, "--quiet")
+    code, _, _ = cli_run("prepare", src, out, "--quiet")
     assert code == 1 and sorted(p.name for p in out.iterdir()) == ["mine.txt"]
 
 
@@ -87,7 +77,7 @@ def test_nothing_prepared_leaves_no_manifest(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_full_disk_stops_prepare_in_one_line_and_leaves_no_temporary_file(capsys, tmp_path, dancers, monkeypatch,
+def test_a_full_disk_stops_prepare_in_one_line_and_leaves_no_temporary_file(cli_run, tmp_path, dancers, monkeypatch,
                                                                             workers):
     out = tmp_path / "out"
     real_replace = os.replace
@@ -98,7 +88,7 @@ def test_a_full_disk_stops_prepare_in_one_line_and_leaves_no_temporary_file(caps
         return real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", full)  # the fork-started workers inherit it
-    code, stdout, err = run(capsys, "prepare", dancers, out, "--quiet", "--workers", workers)
+    code, stdout, err = cli_run("prepare", dancers, out, "--quiet", "--workers", workers)
     assert code == 1, stdout + err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "cannot write (No space left on device)" in err and str(out) in err
@@ -182,7 +172,7 @@ def prepared_kp(tmp_path, dancers) -> Path:
 
 
 @pytest.mark.parametrize("escape", ["../../outside/secret", "{outside}/secret", "sine_major/../../../outside/secret"])
-def test_clip_ids_that_leave_the_set_are_refused(capsys, tmp_path, prepared_kp, escape):
+def test_clip_ids_that_leave_the_set_are_refused(cli_run, tmp_path, prepared_kp, escape):
     from movenet.demo import SHIPPED
 
     outside = tmp_path / "outside"
@@ -202,7 +192,7 @@ def test_clip_ids_that_leave_the_set_are_refused(capsys, tmp_path, prepared_kp, 
         open_clip(prepared_kp, {**victim, "id": bad_id})
     with pytest.raises(DataError):
         ClipDataset(prepared_kp, split=None)
-    code, out, err = run(capsys, "evaluate", SHIPPED, prepared_kp, "--clips", 1, "--quiet")
+    code, out, err = cli_run("evaluate", SHIPPED, prepared_kp, "--clips", 1, "--quiet")
     assert code == 1 and "outside" in err and len(err.strip().splitlines()) == 1, out + err
 
 

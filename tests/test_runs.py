@@ -81,7 +81,6 @@ def test_starting_over_removes_only_what_movenet_wrote(prepared, tmp_path):
     (run / "logs" / "important.txt").write_text("keep me")
     (run / "checkpoints" / "mine.txt").write_text("mine")
     (run / "logs" / "csv" / "version_0" / "my_plot.png").write_bytes(b"png")
-    old_csv = (run / "logs" / "csv" / "version_0" / "metrics.csv").read_bytes()
     with pytest.raises(FileExistsError, match="already holds a run"):
         train(prepared, run, dict(TINY), quick(), progress=False)
     written = {p.relative_to(run).as_posix() for p in rundir.written_by_movenet(run)}
@@ -205,22 +204,12 @@ def test_ctrl_c_during_train_says_interrupted_and_what_was_saved(prepared, tmp_p
     assert json.loads((run / "config.json").read_text())["train"]["max_steps"] == 5
 
 
-def test_an_unwritable_run_directory_fails_before_training(prepared, tmp_path, monkeypatch):
+def test_an_unwritable_run_directory_fails_before_training(prepared, tmp_path, readonly_dir, monkeypatch):
     """A read-only filesystem (EROFS on creating a file, simulated) is said before training is set up."""
-    import errno
 
     from movenet.trainer import MoveNetModule
 
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    real_open = os.open
-
-    def erofs(path, flags, *args, **kwargs):
-        if Path(path).is_relative_to(readonly) and flags & os.O_CREAT:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", erofs)
+    readonly = readonly_dir
     monkeypatch.setattr(MoveNetModule, "__init__", lambda *a, **k: pytest.fail("training was set up"))
     with pytest.raises(OSError, match="Read-only file system") as err:
         train(prepared, readonly / "run", dict(TINY), quick(), progress=False)

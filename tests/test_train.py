@@ -91,7 +91,8 @@ def test_train_on_keypoints_from_the_synthetic_sidecars(tmp_path):
     assert loaded.model.config.features == "keypoints" and loaded.model.frame_encoder is None
     # The control head's own stage: a few hundred cheap steps teach it the dancers' notes (chance: 1 in 15)
     learned = checkpoint.load(train(tmp_path / "kp", tmp_path / "notes", dict(TINY),
-                                    quick(max_steps=1, control_steps=400, span_seconds=2.0, batch_size=8), progress=False))
+                                    quick(max_steps=1, control_steps=400, span_seconds=2.0, batch_size=8),
+                                    progress=False))
     assert learned.metrics["controls"]["note_accuracy"] > 0.35 > loaded.metrics["controls"]["note_accuracy"]
 
 

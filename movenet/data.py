@@ -305,6 +305,16 @@ def _existing_record(job: Job, out_dir: Path, config: DataConfig) -> dict | None
     return record
 
 
+def _build_compiled_analysis(config: DataConfig) -> None:
+    """Analyse a second of sound here, before the workers start, so that this process alone compiles what the
+    analysis runs through numba. librosa caches its compiled functions on disk (guvectorize(cache=True)); two
+    workers building that cache at once on a fresh install can write files that do not belong together, after
+    which every process that loads them crashes (numba issue #10128). Forked workers inherit the compiled code."""
+    t = np.arange(config.sample_rate) / config.sample_rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.3)  # notes that start: a pitch, loudness, onsets
+    controls.analyze(tone.astype(np.float32), config.sample_rate, config.fps, config.fps)
+
+
 def prepare(
     src_dir: str | Path,
     out_dir: str | Path,
@@ -361,6 +371,7 @@ def prepare(
         for job in todo:
             handle(job, *_prepare_worker(job, str(out_dir), config, progress))
     else:
+        _build_compiled_analysis(config)
         with ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_prepare_worker, job, str(out_dir), config): job for job in todo}
             try:

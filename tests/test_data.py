@@ -341,3 +341,40 @@ def test_prepare_keypoints_from_mediapipe_on_a_real_video(synth3_dir, walker_vid
     arrays = open_clip(tmp_path / "out", walker)
     assert walker["n_frames"] == 125 == len(arrays["frames"]) == len(arrays["keypoints"])
     assert pose.detected(arrays["keypoints"]).mean() == pytest.approx(walker["keypoints"]["detected"], abs=1e-3)
+
+
+_CACHE_WRITERS = r"""
+import os, sys
+from pathlib import Path
+from numba.core import caching
+
+log = Path(sys.argv[3])
+original = caching.IndexDataCacheFile.save
+
+def save(self, key, data):  # note which process writes each numba cache file (workers too: they are forked)
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()} {Path(self._index_path).name}\n")
+    return original(self, key, data)
+
+caching.IndexDataCacheFile.save = save
+from movenet.data import DataConfig, prepare
+report = prepare(sys.argv[1], sys.argv[2], DataConfig(), workers=2, progress=False)
+assert len(report.prepared) == 6, report.summary()
+print(os.getpid())
+"""
+
+
+def test_prepare_workers_never_write_the_numba_cache(synth_dir, tmp_path):
+    # Two processes compiling librosa's guvectorize functions at once can leave cache files that crash every
+    # later process (numba issue #10128): the parent must build them before its workers start.
+    import subprocess
+
+    log = tmp_path / "writers.txt"
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}  # empty: all compiled anew
+    result = subprocess.run([sys.executable, "-c", _CACHE_WRITERS, str(synth_dir), str(tmp_path / "out"), str(log)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    parent = result.stdout.split()[-1]
+    writers = [line.split() for line in log.read_text().splitlines()]
+    assert any("peak_pick" in name for _, name in writers), writers  # librosa's cache was built in this run
+    assert all(pid == parent for pid, _ in writers), [w for w in writers if w[0] != parent]

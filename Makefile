@@ -3,10 +3,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench install clean
 
 $(STAMP): pyproject.toml
+	# a real browser for the live page's test: Debian's Chromium (tools' own browser downloads are not reachable)
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
 	python3 -m venv $(VENV)
 	# torch first, pinned: the CPU build (a bare torch resolves to a multi-GB CUDA build)
 	$(PIP) install --quiet torch==2.13.0

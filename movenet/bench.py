@@ -177,3 +177,199 @@ def _long_run(config: dict, seconds: float, chunk_frames: int, threads: int, see
             "rss_before_generating_mb": round(rss_before), "peak_rss_generating_mb": round(peak_generating),
             "peak_rss_with_wav_mb": round(peak),
             "generate_wall_s": round(wall, 1), "samples_per_s": round(n_samples / wall)}
+
+
+# -- live ------------------------------------------------------------------------------------------------------------
+
+
+def live_benchmark(checkpoint_path, clients=(1, 2, 4, 6, 8), seconds: float = 8.0, frame_side: int = 256,
+                   seed: int = 0) -> dict:
+    """How many live clients one core serves in real time, and their latency (`movenet bench --live`).
+
+    A `movenet live` server runs in a process of its own pinned to one CPU (one thread each for torch, numba and
+    MediaPipe's work); this process, on the other CPUs, plays N clients: each sends, at the model's frame rate for
+    `seconds`, either the JPEG frames of a synthetic dancer (frame_side pixels square: the server decodes them and
+    runs MediaPipe, as for a camera) or, for a client that finds the pose itself, the dancer's keypoints (the
+    server only generates), and times each frame from its capture to its audio's arrival. N clients are served in
+    real time when every client got its audio at the frame rate (>= 95% of the ticks after the first second) and
+    the 95th percentile latency is at most one frame period + 50 ms (the live issue's bound).
+    """
+    import asyncio
+
+    from movenet import live, synth
+
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, client_cpus = cpus[0], (cpus[1:] or cpus)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "MOVENET_QUIET": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "movenet", "live", str(checkpoint_path), "--port", "0", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {server_cpu}))
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, client_cpus)
+    try:
+        url, _ = live.server_address(proc.stdout)
+        if url is None:
+            raise RuntimeError("the live server did not start")
+        clip = synth.generate_clip(seconds + 2, seed=seed, style="sine_major", size=frame_side)
+        bodies = {"camera (server runs pose)": (live.FRAME_MAGIC, [live.encode_jpeg(np.ascontiguousarray(f))
+                                                                 for f in clip.frames]),
+                  "pose from the client": (live.KEYPOINTS_MAGIC, [
+                      np.concatenate([j / frame_side, np.ones((len(j), 1))], 1).astype("<f4").tobytes()
+                      for j in clip.joints])}
+        results = {"host": _host(), "server_cpu": server_cpu, "frame_side": frame_side, "seconds": seconds,
+                   "checkpoint": str(checkpoint_path)}
+        for kind, (magic, payloads) in bodies.items():
+            runs, served = [], 0
+            for n in clients:
+                run = asyncio.run(_live_clients(url, n, magic, payloads, seconds))
+                runs.append(run)
+                if not run["real_time"]:
+                    break
+                served = n
+            results[kind] = {"clients_served_in_real_time": served, "runs": runs}
+        return results
+    finally:
+        os.sched_setaffinity(0, old)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def _live_clients(url: str, n: int, magic: bytes, payloads: list[bytes], seconds: float) -> dict:
+    import asyncio
+
+    from aiohttp import ClientSession
+
+    from movenet import live
+
+    async def client(http, k):
+        lat, arrivals = [], []
+        async with http.ws_connect(url.replace("http", "ws", 1) + "ws", max_msg_size=0) as ws:
+            hello = json.loads((await ws.receive()).data)
+            period = 1.0 / hello["fps"]
+            await ws.send_str(json.dumps({"type": "start", "seed": k}))
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+
+            async def send():
+                for i in range(int(seconds / period)):
+                    await asyncio.sleep(max(0.0, start + i * period - loop.time()))
+                    await ws.send_bytes(live.FRAME_HEADER.pack(magic, i, loop.time() * 1000)
+                                        + payloads[i % len(payloads)])
+
+            sender = asyncio.create_task(send())
+            stats = {}
+            while not sender.done() or loop.time() < start + seconds + 0.2:
+                try:
+                    msg = await asyncio.wait_for(ws.receive(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if msg.type.name == "BINARY":
+                    _, _, index, captured = live.AUDIO_HEADER.unpack_from(msg.data)
+                    arrivals.append(loop.time() - start)
+                    if index != live.NO_FRAME:
+                        lat.append(loop.time() * 1000 - captured)
+                elif msg.type.name == "TEXT":
+                    stats = json.loads(msg.data)
+                else:
+                    break
+            await sender
+        return lat, arrivals, stats, period
+
+    async with ClientSession() as http:
+        runs = await asyncio.gather(*(client(http, k) for k in range(n)))
+    period = runs[0][3]
+    latencies = np.concatenate([np.asarray(r[0]) for r in runs]) if any(len(r[0]) for r in runs) else np.zeros(1)
+    expected = (seconds - 1.0) / period
+    on_time = min(sum(1 for t in r[1] if t >= 1.0) / expected for r in runs)
+    p95 = float(np.percentile(latencies, 95))
+    return {"clients": n, "latency_ms": {q: round(float(np.percentile(latencies, q)), 1) for q in (50, 90, 95, 99)},
+            "audio_at_frame_rate": round(on_time, 3), "server_tick_ms_p95": runs[0][2].get("tick_ms_p95"),
+            "real_time": bool(on_time >= 0.95 and p95 <= 1000 * period + 50)}
+
+
+def _host() -> dict:
+    """The CPU this runs on: its model name and the ISA flags that matter to the kernels."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+    return {"cpu": model, "isa": [f for f in wanted if f in flags], "cpus": os.cpu_count()}
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 "--autoplay-policy=no-user-gesture-required"]  # no sandbox as root; no background connections
+
+
+def dancer_camera(out_dir, seconds: float = 10.0, side: int = 256):
+    """A synthetic dancer (one MediaPipe finds in most frames) as a fake camera's video: out_dir/dancer.y4m."""
+    from pathlib import Path
+
+    from movenet import synth, video
+
+    out_dir = Path(out_dir)
+    clips = synth.write_dataset(out_dir / "dancers", n_clips=2, seconds=seconds, seed=0, progress=False)
+    path = out_dir / "dancer.y4m"
+    video.write_y4m(path, np.stack(list(video.iter_frames(clips[1], 25, (side, side), gray=False))), 25)
+    return path
+
+
+def browser_session(camera, seconds: float = 22.0, record=None, screenshot=None, checkpoint_path=None,
+                    chromium: str = "/usr/bin/chromium") -> dict:
+    """Play `movenet live` in a real browser for `seconds`: Chromium (headless, driven by Playwright) with a fake
+    camera playing `camera` (a .y4m), the server in a process of its own. Returns the page's numbers (latencies
+    from capture to audio, underruns, timings), the PCM it received (float32), the style it played, page errors
+    and the server's lines; `record` and `screenshot` (a PNG of the page) are written if given."""
+    import base64
+
+    from playwright.sync_api import sync_playwright
+
+    from movenet import live
+
+    command = [sys.executable, "-m", "movenet", "live", *([str(checkpoint_path)] if checkpoint_path else []),
+               "--port", "0", "--quiet", *(["--record", str(record), "--force"] if record else [])]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, lines = live.server_address(server.stdout)
+        if url is None:
+            raise RuntimeError(f"the live server did not start: {''.join(lines)[-2000:]}")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
+            page = browser.new_page(viewport={"width": 1100, "height": 620})
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(url + "?keep=1")
+            page.wait_for_selector("#start:not([disabled])", timeout=60_000)
+            style = page.eval_on_selector("#style", "s => s.value")
+            page.click("#start")
+            page.wait_for_function("window.movenet.stats().audioMessages > 0", timeout=60_000)
+            time.sleep(seconds)
+            stats = page.evaluate("window.movenet.stats()")
+            if screenshot:
+                page.screenshot(path=str(screenshot))
+            page.click("#start")  # stop
+            page.wait_for_function("!window.movenet.stats().running", timeout=10_000)
+            time.sleep(1.0)  # the audio messages still on their way
+            received = np.frombuffer(base64.b64decode(page.evaluate("window.movenet.receivedBase64()")), "<f4")
+            browser.close()
+        if record:
+            deadline = time.time() + 30
+            while not os.path.exists(os.path.splitext(str(record))[0] + ".json") and time.time() < deadline:
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies = np.array(stats["latencies"]) if stats["latencies"] else np.full(1, np.nan)
+    return {"stats": stats, "received": received, "style": style, "errors": errors, "server_lines": lines,
+            "latency_ms": {q: round(float(np.percentile(latencies, q)), 1) for q in (50, 90, 95, 99)}}

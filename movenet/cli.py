@@ -1,4 +1,4 @@
-"""The `movenet` command: synth, prepare, train, generate, evaluate, bench, demo. User mistakes end in one line,
+"""The `movenet` command: synth, prepare, train, generate, evaluate, live, bench, demo. User mistakes end in one line,
 never a traceback."""
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def cmd_demo(args) -> None:
 
 
 def _dataclass_flags(parser, cls, skip=(), prefix=""):
-    """One flag per dataclass field (CLI flags map 1:1 onto config fields), default None = "not given"."""
+    """One flag per dataclass field (CLI flags map 1:1 onto config fields); a flag not given is not in args."""
     import dataclasses
 
     group = parser.add_argument_group(f"{cls.__name__} (see movenet/{cls.__module__.split('.')[-1]}.py)")
@@ -122,14 +122,14 @@ def _dataclass_flags(parser, cls, skip=(), prefix=""):
             continue
         flag = "--" + prefix + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                help=f"default: {f.default}")
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             if kind is not str:
                 low, high, above = _FIELD_RANGES.get(f.name, (1, None, False) if kind is int else (0, None, True))
                 kind = number(kind, low, high, above)
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+            group.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
                                help=f"default: {f.default}")
 
 
@@ -209,9 +209,33 @@ def cmd_bench(args) -> None:
     from movenet import checkpoint
     from movenet.bench import benchmark
 
+    if args.live:
+        from movenet import demo
+        from movenet.bench import live_benchmark
+
+        print(json.dumps(live_benchmark(args.checkpoint or demo.SHIPPED, tuple(args.clients), args.seconds or 8.0),
+                         indent=1))
+        return
     config = checkpoint.load(args.checkpoint).model.config if args.checkpoint else None
-    print(json.dumps(benchmark(config, seconds=args.seconds, batch_sizes=tuple(args.batch), threads=args.threads,
+    print(json.dumps(benchmark(config, seconds=args.seconds or 3.0, batch_sizes=tuple(args.batch), threads=args.threads,
                                long_seconds=args.long_seconds), indent=1))
+
+
+def cmd_live(args) -> None:
+    from movenet import checkpoint, demo, live
+    from movenet.files import check_output
+
+    if args.record:
+        check_output(args.record, args.force, inputs=(args.checkpoint, args.video), suffixes=(".wav", ".mp4"))
+    if args.video is not None and not args.video.is_file():
+        fatal(f"{args.video}: no such file")
+    model_path = args.checkpoint or demo.SHIPPED
+    loaded = checkpoint.load(model_path)
+    if loaded.model.config.uses_keypoints and args.video is None:
+        from movenet.pose import import_mediapipe
+
+        import_mediapipe()  # the camera's keypoints come from MediaPipe: say now if it is missing
+    live.serve(loaded, args.host, args.port, args.video, args.record, model_name=Path(model_path).name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,19 +327,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("bench", help="generation speed (samples/s, real-time factor) and memory, as JSON",
+    p = sub.add_parser("bench", help="generation speed (samples/s, real-time factor) and memory, or live clients, as JSON",
                        formatter_class=fmt,
                        description="The compiled generator for one stream and for batches, beside the PyTorch step "
                                    "loop, and the peak memory of a long video. Default model config unless a "
                                    "checkpoint is given.")
     p.add_argument("--checkpoint", type=Path, help="measure this model's config instead of the default")
-    p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=3.0, help="timing per batch size")
+    p.add_argument("--seconds", type=number(float, 0, 3600, above=True),
+                   help="timing per batch size (default 3), or per number of live clients (default 8)")
     p.add_argument("--batch", type=number(int, 1, 4096), nargs="+", default=[1, 8, 32],
                    help="batch sizes (streams at once)")
     p.add_argument("--threads", type=number(int, 1, 1024), default=1, help="pinned CPU threads")
     p.add_argument("--long-seconds", type=number(float, 0, 24 * 3600), default=600.0,
                    help="audio for the memory run; 0 skips it")
+    p.add_argument("--live", action="store_true",
+                   help="instead: live clients one core serves in real time (MediaPipe and generation for each, the "
+                        "shipped model unless --checkpoint), and their latency")
+    p.add_argument("--clients", type=number(int, 1, 256), nargs="+", default=[1, 2, 4, 6, 8],
+                   help="with --live: numbers of clients to try, in order (stops at the first not served)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("live", help="play it live: a web page where a camera's dancer hears the music as they move",
+                       formatter_class=fmt,
+                       description="Serves a page (no CDN, works offline) that sends the camera's frames over a "
+                                   "WebSocket; the server runs pose and the streaming generator for every client "
+                                   "together and sends back each frame's audio. Frames are never written to disk "
+                                   "(unless --record names an .mp4).")
+    p.add_argument("checkpoint", type=Path, nargs="?", help="model.pt (default: the shipped demo model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (another than this machine warns)")
+    p.add_argument("--port", type=number(int, 0, 65535), default=8000, help="port (0: any free one)")
+    p.add_argument("--video", type=Path, help="play this file as the camera, looping (for a machine without one)")
+    p.add_argument("--record", type=Path,
+                   help="keep each session: OUT.wav (its audio) or OUT.mp4 (its frames with their audio, and the "
+                        "keypoints in OUT.json, from which `movenet generate` plays it again); later sessions "
+                        "get -2, -3, ...")
+    p.add_argument("--force", action="store_true", help="overwrite the --record file")
+    p.add_argument("--quiet", action="store_true", help="no MediaPipe log lines")
+    p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("demo", help="the main job: soundtracks for held-out synthetic dancers from the shipped model",
                        formatter_class=fmt)
@@ -324,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=6.0)
     p.add_argument("--model", type=Path, help="a model.pt instead of the shipped movenet/assets/demo.pt")
     p.add_argument("--train", action="store_true", help="train a model from scratch first (synth + prepare + train)")
-    p.add_argument("--minutes", type=number(float, 0, 7 * 24 * 60, above=True), default=20.0,
+    p.add_argument("--minutes", type=number(float, 0, 7 * 24 * 60, above=True), default=60.0,
                    help="training budget for --train")
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
     p.add_argument("--seed", type=SEED, default=0)

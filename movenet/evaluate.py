@@ -97,7 +97,7 @@ def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[Ev
                                 arrays.get("keypoints") if config.uses_keypoints else None)
             source = Path(record["source"])
             clips.append(EvalClip(record["id"], str(source), movement, arrays["codes"],
-                                  loaded.label_index(record["label"], unknown="first"), pose.read_sidecar(source)))
+                                  loaded.label_index(record["label"], unknown="first"), pose.dancer_truth(source)))
         return clips[: len(records)], clips
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: not a directory or a prepared set")
@@ -118,7 +118,7 @@ def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[Ev
             n = min(movement.n_frames, len(codes) // config.hop)
             movement, codes = movement.fit(n), codes[: n * config.hop]
         clips.append(EvalClip(job.rel, job.source, movement, codes, loaded.label_index(job.label, unknown="first"),
-                              pose.read_sidecar(job.source)))
+                              pose.dancer_truth(job.source)))
     return clips, clips
 
 

@@ -23,7 +23,7 @@ import torch
 from movenet.audio import SILENCE
 from movenet.kernels import gate, matmul_acc, prefetch
 from movenet.model import MoveNet
-from movenet.sampling import check_temperature, sample_row
+from movenet.sampling import sample_row, temperatures
 
 # -- the compiled network ---------------------------------------------------------------------------------------------
 # `params` is the tuple FastGenerator.params; state arrays are FastState's; `work` is the tuple of scratch arrays
@@ -136,10 +136,11 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     matmul_acc(logits, h1, w2)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _generate(params, cond, source, t0, hop, temperature, u, prev, input_codes, buffers, out):
     """Sample u.shape[1] targets from t0 for every stream into out uint8 [B, n]; cond [B, n_rows, L*G] starts at
-    frame t0 // hop, source [B, n, E] at target t0. Leaves prev/input_codes/buffers as the state at t0 + n."""
+    frame t0 // hop, source [B, n, E] at target t0, temperature float64 [B] (each stream's own). Leaves
+    prev/input_codes/buffers as the state at t0 + n. Holds no GIL: a live server's other threads run meanwhile."""
     B, n = u.shape
     work = _scratch(params, B)
     logits, cdf, bits = work[7], work[8], work[9]
@@ -150,17 +151,17 @@ def _generate(params, cond, source, t0, hop, temperature, u, prev, input_codes, 
             _set_frame(params, cond[:, t // hop - first_frame], work[4])
         _forward(t, params, prev, source[:, i], input_codes, buffers, work)
         for b in range(B):
-            code = sample_row(logits[b], temperature, u[b, i], cdf, bits)
+            code = sample_row(logits[b], temperature[b], u[b, i], cdf, bits)
             out[b, i] = code
             prev[b] = code
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def _generate_parallel(params, cond, source, t0, hop, temperature, u, prev, input_codes, buffers, out, bounds):
     """_generate on the stream groups bounds[g]:bounds[g+1], one group per thread (streams are independent)."""
     for g in numba.prange(bounds.shape[0] - 1):
         s, e = bounds[g], bounds[g + 1]
-        _generate(params, cond[s:e], source[s:e], t0, hop, temperature, u[s:e], prev[s:e], input_codes[s:e],
+        _generate(params, cond[s:e], source[s:e], t0, hop, temperature[s:e], u[s:e], prev[s:e], input_codes[s:e],
                   buffers[s:e],
                   out[s:e])
 
@@ -344,7 +345,8 @@ class FastGenerator:
         cond_rows: float32 [B, n_rows, n_layers * G]: row i is the conditioning of frame state.t // hop + i, and
             the rows must cover the targets (n_rows >= n / hop when state.t is at a frame boundary);
         source: float32 [B, n, E], the source at each target (movenet.controls; None for a model without controls);
-        temperature: >= 0 (0: argmax); u: float64 [B, n], uniforms in [0, 1) (see the module docstring);
+        temperature: >= 0 (0: argmax), one for all streams or one per stream [B]; u: float64 [B, n], uniforms in
+            [0, 1) (see the module docstring);
         threads: streams are split into this many groups, one per numba thread (at most B, and the CPU count).
         Returns codes uint8 [B, n]. Calling it frame by frame or once gives the same codes.
         """
@@ -353,14 +355,14 @@ class FastGenerator:
         B = state.batch_size
         if u.ndim != 2 or u.shape[0] != B:
             raise ValueError(f"u must be [B={B}, n_samples], got {u.shape}")
-        temperature = check_temperature(temperature)
+        temperature = temperatures(temperature, B)
         n = u.shape[1]
         self._check_cond(cond_rows, B, self._n_rows(state.t, n), "cond_rows")
         source = self._source(source, B, n)
         out = np.empty((B, n), np.uint8)
         if n == 0:
             return out
-        args = (self.params, cond_rows, source, state.t, self.hop, float(temperature), u, state.prev_codes, state.input_codes,
+        args = (self.params, cond_rows, source, state.t, self.hop, temperature, u, state.prev_codes, state.input_codes,
                 state.buffers, out)
         threads = max(1, min(int(threads), B, numba.config.NUMBA_NUM_THREADS))
         if threads == 1:

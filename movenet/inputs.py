@@ -33,6 +33,12 @@ JOINTS = (
     "r_hip", "r_knee", "r_foot",
 )
 N_JOINTS = len(JOINTS)
+# The bones between them: what the synthetic dancer is drawn with, and the skeleton the live page draws.
+BONES = (
+    ("head", "neck"), ("neck", "pelvis"), ("l_shoulder", "r_shoulder"),
+    ("l_shoulder", "l_elbow"), ("l_elbow", "l_hand"), ("r_shoulder", "r_elbow"), ("r_elbow", "r_hand"),
+    ("l_hip", "r_hip"), ("l_hip", "l_knee"), ("l_knee", "l_foot"), ("r_hip", "r_knee"), ("r_knee", "r_foot"),
+)
 
 
 class InputMismatch(ValueError):

@@ -160,52 +160,95 @@ def _columns(y, x, w, b, o, rows):
             y[i, j] = s
 
 
+def _host_has_avx512() -> bool:
+    try:
+        import llvmlite.binding as llvm
+
+        return bool(llvm.get_host_cpu_features().get("avx512f"))
+    except Exception:  # an unknown host: the narrow tiles are right for 16 vector registers and fine for 32
+        return False
+
+
+# The register tiles fit the host's vector registers: AVX-512 has 32 of 16 lanes, AVX2 16 of 8 (each 16-lane
+# accumulator takes two). Tiles that do not fit spill to memory on every multiply-add: with AVX-512's tiles an
+# AVX2 core ran batches no faster than one stream. Fixed when this module is compiled (numba folds the branch).
+WIDE_TILES = _host_has_avx512()
+
+
 @njit(cache=True, error_model="numpy")
 def matmul_acc(y, x, w):
     """y += x @ w for float32 y [B, O], x [B, K], w [K, O] (unit stride along the last axis of each).
 
-    Tiles: 8 rows x 32 columns (16 accumulators), then 4 x 64, 2 x 64 and 1 x 128 (or 64, 32) for the rows left
-    over (one stream is the 1-row case: 8 independent accumulators keep the FMA units busy), then 16-column
-    tiles, then plain loops for the last O % 16 columns.
+    Tiles with AVX-512 (WIDE_TILES): 8 rows x 32 columns (16 accumulators), then 4 x 64, 2 x 64 and 1 x 128 (or
+    64, 32) for the rows left over (one stream is the 1-row case: 8 independent accumulators keep the FMA units
+    busy), then 16-column tiles. Otherwise (AVX2: 16 registers of 8 lanes): 6 x 16 (12 registers of
+    accumulators), 4 x 16, 2 x 32 and 1 x 64 (8 each). Then plain loops for the last O % 16 columns.
     """
     B, O = y.shape
     b = 0
-    while b + 8 <= B:
-        o = 0
-        while o + 32 <= O:
-            _gemm_block(y, x, w, b, o, 8, 32, 4)
-            o += 32
-        if o + 16 <= O:
-            _gemm_block(y, x, w, b, o, 8, 16, 4)
-            o += 16
-        _columns(y, x, w, b, o, 8)
-        b += 8
-    if b + 4 <= B:
-        o = 0
-        while o + 64 <= O:
-            _gemm_block(y, x, w, b, o, 4, 64, 4)
-            o += 64
-        while o + 16 <= O:
-            _gemm_block(y, x, w, b, o, 4, 16, 4)
-            o += 16
-        _columns(y, x, w, b, o, 4)
-        b += 4
-    if b + 2 <= B:
-        o = 0
-        while o + 64 <= O:
-            _gemm_block(y, x, w, b, o, 2, 64, 4)
-            o += 64
-        while o + 16 <= O:
-            _gemm_block(y, x, w, b, o, 2, 16, 4)
-            o += 16
-        _columns(y, x, w, b, o, 2)
-        b += 2
+    if WIDE_TILES:
+        while b + 8 <= B:
+            o = 0
+            while o + 32 <= O:
+                _gemm_block(y, x, w, b, o, 8, 32, 4)
+                o += 32
+            if o + 16 <= O:
+                _gemm_block(y, x, w, b, o, 8, 16, 4)
+                o += 16
+            _columns(y, x, w, b, o, 8)
+            b += 8
+        if b + 4 <= B:
+            o = 0
+            while o + 64 <= O:
+                _gemm_block(y, x, w, b, o, 4, 64, 4)
+                o += 64
+            while o + 16 <= O:
+                _gemm_block(y, x, w, b, o, 4, 16, 4)
+                o += 16
+            _columns(y, x, w, b, o, 4)
+            b += 4
+        if b + 2 <= B:
+            o = 0
+            while o + 64 <= O:
+                _gemm_block(y, x, w, b, o, 2, 64, 4)
+                o += 64
+            while o + 16 <= O:
+                _gemm_block(y, x, w, b, o, 2, 16, 4)
+                o += 16
+            _columns(y, x, w, b, o, 2)
+            b += 2
+    else:
+        while b + 6 <= B:
+            o = 0
+            while o + 16 <= O:
+                _gemm_block(y, x, w, b, o, 6, 16, 4)
+                o += 16
+            _columns(y, x, w, b, o, 6)
+            b += 6
+        if b + 4 <= B:
+            o = 0
+            while o + 16 <= O:
+                _gemm_block(y, x, w, b, o, 4, 16, 4)
+                o += 16
+            _columns(y, x, w, b, o, 4)
+            b += 4
+        if b + 2 <= B:
+            o = 0
+            while o + 32 <= O:
+                _gemm_block(y, x, w, b, o, 2, 32, 4)
+                o += 32
+            while o + 16 <= O:
+                _gemm_block(y, x, w, b, o, 2, 16, 4)
+                o += 16
+            _columns(y, x, w, b, o, 2)
+            b += 2
     if b < B:
         o = 0
-        while o + 128 <= O:
-            _gemm_block(y, x, w, b, o, 1, 128, 4)
-            o += 128
-        if o + 64 <= O:
+        if WIDE_TILES:
+            while o + 128 <= O:
+                _gemm_block(y, x, w, b, o, 1, 128, 4)
+                o += 128
+        while o + 64 <= O:
             _gemm_block(y, x, w, b, o, 1, 64, 4)
             o += 64
         if o + 32 <= O:

@@ -117,17 +117,30 @@ def condition(model, movement: Movement, label: int | None = None, start: int = 
     start - frame_lookback .. stop - 1 only: row k depends on frames k - frame_lookback .. k (causal), so these rows
     equal those of the whole video (to float32 rounding), and a long video can be conditioned a chunk at a time.
     """
+    return condition_many(model, [movement], [label], start, stop)[0]
+
+
+@torch.no_grad()
+def condition_many(model, movements: list[Movement], labels: list, start: int = 0, stop: int | None = None
+                   ) -> list[Conditioning]:
+    """`condition` of several movements of the same length in one pass of the encoders (live streams share it)."""
     config = model.config
-    movement.check(config)
-    if (label is None) != (not config.n_labels):
-        raise InputMismatch("this model was trained with style labels: give one" if config.n_labels
-                            else "this model has no styles: give no label")
-    stop = movement.n_frames if stop is None else stop
+    for movement, label in zip(movements, labels):
+        movement.check(config)
+        if (label is None) != (not config.n_labels):
+            raise InputMismatch("this model was trained with style labels: give one" if config.n_labels
+                                else "this model has no styles: give no label")
+    n_frames = movements[0].n_frames
+    if any(m.n_frames != n_frames for m in movements):
+        raise ValueError("movements conditioned together must have the same length")
+    stop = n_frames if stop is None else stop
     lo = max(0, start - model.frame_lookback)
-    part = movement.window(lo, stop)
-    frames = torch.from_numpy(np.ascontiguousarray(part.frames))[None] if config.uses_frames else None
-    keypoints = torch.from_numpy(np.ascontiguousarray(part.keypoints, dtype=np.float32))[None] \
+    parts = [m.window(lo, stop) for m in movements]
+    frames = torch.from_numpy(np.stack([np.ascontiguousarray(p.frames) for p in parts])) \
+        if config.uses_frames else None
+    keypoints = torch.from_numpy(np.stack([np.ascontiguousarray(p.keypoints, dtype=np.float32) for p in parts])) \
         if config.uses_keypoints else None
-    cond, head = model.encode(frames, keypoints, None if label is None else torch.tensor([int(label)]))
-    return Conditioning(cond[0, start - lo:].float().numpy(),
-                        None if head is None else controls.from_head(head[0, start - lo:].float().numpy()))
+    cond, head = model.encode(frames, keypoints, torch.tensor([int(x) for x in labels]) if config.n_labels else None)
+    rows = cond[:, start - lo:].float().numpy()
+    played = None if head is None else controls.from_head(head[:, start - lo:].float().numpy())
+    return [Conditioning(rows[b], None if played is None else played[b]) for b in range(len(movements))]

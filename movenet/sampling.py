@@ -26,8 +26,21 @@ def check_temperature(temperature: float) -> float:
     return temperature
 
 
-def sample_inverse_cdf(logits, temperature: float, u) -> np.ndarray:
-    """The sampling policy, in numpy: logits float32 [B, Q], temperature >= 0, u float64 [B] in [0, 1) -> int64 [B].
+def temperatures(temperature, batch: int) -> np.ndarray:
+    """float64 [batch]: one temperature for every stream, or one per stream, each checked."""
+    t = np.asarray(temperature, dtype=np.float64)
+    if t.ndim == 0:
+        return np.full(batch, check_temperature(float(t)))
+    if t.shape != (batch,):
+        raise ValueError(f"temperature must be one number or one per stream [{batch}], got shape {t.shape}")
+    for value in t:
+        check_temperature(value)
+    return np.ascontiguousarray(t)
+
+
+def sample_inverse_cdf(logits, temperature, u) -> np.ndarray:
+    """The sampling policy, in numpy: logits float32 [B, Q], temperature >= 0 (one, or one per stream [B]), u
+    float64 [B] in [0, 1) -> int64 [B].
 
     In float64: z = logits / temperature; e = exp(z - max z); cdf = cumsum(e); the code is the first c with
     cdf[c] > u * cdf[-1] (inverse CDF; unnormalized, which is the same as cumsum(softmax) > u * sum(softmax) but
@@ -35,15 +48,17 @@ def sample_inverse_cdf(logits, temperature: float, u) -> np.ndarray:
     temperature 0: argmax of the float32 logits (first maximum). A torch loop calls this on `logits.numpy()`.
     """
     logits = np.asarray(logits, dtype=np.float32)
-    if check_temperature(temperature) == 0:
-        return logits.argmax(axis=-1)
-    z = logits.astype(np.float64) / temperature
+    t = temperatures(temperature, logits.shape[0])
+    greedy = logits.argmax(axis=-1)
+    if (t == 0).all():
+        return greedy
+    z = logits.astype(np.float64) / np.where(t > 0, t, 1.0)[:, None]
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     cdf = np.cumsum(e, axis=-1)  # sequential, as in the compiled loop
     threshold = np.asarray(u, dtype=np.float64) * cdf[:, -1]
     count = (cdf <= threshold[:, None]).sum(axis=-1)  # cdf is nondecreasing: the first c above the threshold
     last = e.shape[-1] - 1 - (e[:, ::-1] > 0).argmax(axis=-1)
-    return np.minimum(count, last)
+    return np.where(t > 0, np.minimum(count, last), greedy)
 
 
 @numba.njit(cache=True, error_model="numpy")

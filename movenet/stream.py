@@ -1,15 +1,22 @@
-"""Live generation: one video frame of movement in, one frame's worth of audio out.
+"""Live generation: one video frame of movement in, one frame's worth of audio out, for one stream or many.
 
-`Streamer` keeps the last `model.frame_lookback` frames, conditions on that short window (`movement.condition`;
-the conditioning is causal, so the newest row equals the one computed from the whole video) and runs the compiled
-engine (`movenet.fastgen`) for `hop` samples. Fed the frames of a video, it plays exactly what generation makes
-from the whole video with the same seed.
+`Streams` holds any number of live streams of one model and steps them together, a frame tick at a time: each
+stream keeps the last `model.frame_lookback` frames, is conditioned on that short window (`movement.condition`;
+the conditioning is causal, so the newest row equals the one computed from the whole video), renders its source,
+and then all streams run `hop` samples in one batched call of the compiled engine (`movenet.fastgen`). Streams
+join and leave between ticks. `Streamer` is one such stream with a simpler call.
+
+Fed the frames of a video, a stream plays exactly what generation makes from the whole video with the same seed,
+style and temperature, whenever it joined and whichever other streams share its ticks: a new stream starts from
+the model's pre-roll, whose per-layer buffers are constant, so it is the same at any sample position.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
+from typing import Hashable
 
 import numpy as np
 
@@ -17,12 +24,180 @@ from movenet.audio import mu_law_decode
 from movenet.checkpoint import Loaded
 from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator, FastState
-from movenet.movement import Movement, condition
+from movenet.movement import Movement, condition_many
 from movenet.sampling import check_temperature
 
 
+@dataclass
+class _Stream:
+    label: int | None
+    temperature: float
+    rng: np.random.Generator
+    window: deque  # (frame, keypoints) of the newest frames
+    controls: np.ndarray | None = None  # the newest frame's controls [3] (a model with a control head)
+    n_frames: int = 0
+
+
+class Streams:
+    """Live streams of one model, stepped together: `step({key: (frame, keypoints)})` -> {key: audio float32 [hop]}.
+
+    loaded: a checkpoint (movenet.checkpoint.load); generator: a FastGenerator of this model, to share one (built
+    if None). `add(key, style, temperature, seed)` starts a stream, `remove(key)` ends one; `step` takes every
+    stream's next frame of movement (each stream must get one per tick) and runs all of them in one batched call.
+    """
+
+    def __init__(self, loaded: Loaded, generator: FastGenerator | None = None):
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        self.sample_rate = loaded.inputs.sample_rate
+        self.gen = generator if generator is not None else FastGenerator(self.model)
+        self.excitation = Excitation.of(self.model.config)
+        self._streams: dict[Hashable, _Stream] = {}  # in batch order
+        self._state: FastState | None = None  # the batched state of the streams that have played a frame
+        self._ticks = 0  # frame ticks played (the batched state's sample position is ticks * hop)
+        self._source = SourceState.silent(0)  # every stream's source, in the streams' order
+
+    @property
+    def hop(self) -> int:
+        return self.gen.hop
+
+    @property
+    def frame_period(self) -> float:
+        """Seconds of audio per frame (= seconds between frames)."""
+        return self.hop / self.sample_rate
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def __contains__(self, key) -> bool:
+        return key in self._streams
+
+    def keys(self) -> list:
+        return list(self._streams)
+
+    def add(self, key: Hashable, style: str | None = None, temperature: float = 1.0, seed: int = 0) -> None:
+        """Start a stream: style one of the model's (None: the first; CheckpointError for an unknown one),
+        temperature >= 0 (0: argmax), seed for np.random.default_rng (one uniform per sample)."""
+        if key in self._streams:
+            raise KeyError(f"stream {key!r} is already playing")
+        self._streams[key] = _Stream(self.loaded.label_index(style), check_temperature(temperature),
+                                     np.random.default_rng(seed), deque(maxlen=self.model.frame_lookback + 1))
+        self._source = _rows_of(self._source, None, SourceState.silent(1))
+
+    def set_temperature(self, key: Hashable, temperature: float) -> None:
+        self._streams[key].temperature = check_temperature(temperature)
+
+    def set_style(self, key: Hashable, style: str | None) -> None:
+        """Play on in another style from the next frame (the style conditions every frame; nothing else resets)."""
+        self._streams[key].label = self.loaded.label_index(style)
+
+    def controls(self, key: Hashable) -> np.ndarray | None:
+        """The controls [3] (f0 Hz, loudness dBFS, onset) of the newest frame of a stream."""
+        return self._streams[key].controls
+
+    def remove(self, key: Hashable) -> None:
+        """End a stream (nothing happens for one that is not playing)."""
+        if key not in self._streams:
+            return
+        keys = list(self._streams)
+        played = [k for k, stream in self._streams.items() if stream.n_frames]  # the batched state's rows
+        self._source = _rows_of(self._source, [i for i, k in enumerate(keys) if k != key])
+        if self._streams.pop(key).n_frames:
+            rows = [i for i, k in enumerate(played) if k != key]
+            self._state = _take(self._state, rows) if rows else None
+
+    def step(self, movements: dict) -> dict:
+        """One frame tick: movements {key: (frame, keypoints)} for every stream (frame uint8 [H, W, C] if the model
+        listens to frames, keypoints [J, 3] if it listens to keypoints, else None) -> {key: audio float32 [hop]}.
+
+        Raises InputMismatch for movement the model does not listen to (then no stream advances).
+        """
+        if set(movements) != set(self._streams):
+            raise KeyError(f"a tick needs the movement of every stream: missing "
+                           f"{sorted(map(str, set(self._streams) - set(movements)))}, unknown "
+                           f"{sorted(map(str, set(movements) - set(self._streams)))}")
+        if not self._streams:
+            return {}
+        config = self.model.config
+        windows, new = [], []
+        for i, (key, stream) in enumerate(self._streams.items()):
+            frame, keypoints = movements[key]
+            window = list(stream.window) + [(None if frame is None else np.asarray(frame),
+                                             None if keypoints is None else np.asarray(keypoints, np.float32))]
+            frames, kps = zip(*window)
+            windows.append(Movement(_stacked(frames) if config.uses_frames else None,
+                                    _stacked(kps) if config.uses_keypoints else None))
+            if stream.n_frames == 0:
+                new.append(i)
+        parts = [None] * len(windows)
+        by_length: dict[int, list[int]] = {}  # streams whose windows are as long share one pass of the encoders
+        for i, window in enumerate(windows):
+            window.check(config)
+            by_length.setdefault(window.n_frames, []).append(i)
+        labels = [stream.label for stream in self._streams.values()]
+        for length, members in by_length.items():
+            for i, part in zip(members, condition_many(self.model, [windows[i] for i in members],
+                                                       [labels[i] for i in members], start=length - 1)):
+                parts[i] = part
+        rows = [part.rows for part in parts]
+        sources = [part.controls for part in parts] if self.excitation is not None else []
+        # every stream's movement was accepted: now the streams advance
+        for (key, stream), (frame, keypoints) in zip(self._streams.items(), (movements[k] for k in self._streams)):
+            stream.window.append((None if frame is None else np.asarray(frame),
+                                  None if keypoints is None else np.asarray(keypoints, np.float32)))
+        cond = np.stack(rows)  # [B, 1, L * G]
+        source = None
+        if self.excitation is not None:
+            for stream, played in zip(self._streams.values(), sources):
+                stream.controls = played[0]
+            source = self.excitation.render(np.stack(sources), self._source)  # all streams in one pass
+        if new:  # streams that join now start from the pre-roll under their first frame's conditioning
+            joined = self.gen.init_state(cond[new, 0])
+            joined.t = self._ticks * self.hop
+            self._state = joined if self._state is None else _join(self._state, joined, new)
+        u = np.stack([stream.rng.random(self.hop) for stream in self._streams.values()])
+        temperature = np.array([stream.temperature for stream in self._streams.values()])
+        codes = self.gen.generate(cond, source, self._state, temperature, u)
+        self._ticks += 1
+        for stream in self._streams.values():
+            stream.n_frames += 1
+        return {key: mu_law_decode(codes[i]) for i, key in enumerate(self._streams)}
+
+
+def _rows_of(state: SourceState, rows: list[int] | None, extra: SourceState | None = None) -> SourceState:
+    """The source states of `rows` (None: all), then `extra`'s appended."""
+    fields = ("phase", "log2_f0", "pitched_amp", "amp", "pulse")
+    parts = {f: getattr(state, f) if rows is None else getattr(state, f)[rows] for f in fields}
+    if extra is not None:
+        parts = {f: np.concatenate([parts[f], getattr(extra, f)]) for f in fields}
+    return SourceState(**parts)
+
+
+def _stacked(arrays) -> np.ndarray | None:
+    """The window's frames (or keypoints) as one array; None when the newest is missing (condition says so)."""
+    if arrays[-1] is None or any(a is None or a.shape != arrays[-1].shape for a in arrays):
+        return None if arrays[-1] is None else np.stack([arrays[-1]] * len(arrays))
+    return np.stack(arrays)
+
+
+def _take(state: FastState, rows: list[int]) -> FastState:
+    return FastState(state.t, state.prev_codes[rows], state.input_codes[rows], state.buffers[rows])
+
+
+def _join(state: FastState, joined: FastState, positions: list[int]) -> FastState:
+    """The batched state with `joined`'s streams inserted at `positions` of the new batch (ascending)."""
+    B = state.batch_size + joined.batch_size
+    old = [i for i in range(B) if i not in set(positions)]
+    out = FastState(state.t, np.empty(B, np.int64), np.empty((B, *state.input_codes.shape[1:]), np.int64),
+                    np.empty((B, *state.buffers.shape[1:]), np.float32))
+    for name in ("prev_codes", "input_codes", "buffers"):
+        getattr(out, name)[old] = getattr(state, name)
+        getattr(out, name)[positions] = getattr(joined, name)
+    return out
+
+
 class Streamer:
-    """Push the movement of one frame, get that frame's audio: float32 [hop] in [-1, 1] (mu-law decoded).
+    """One live stream: push the movement of one frame, get that frame's audio, float32 [hop] in [-1, 1].
 
     Latency: a frame's audio covers that frame's time, so it can start once the frame is in and computed: one frame
     period (hop / sample rate, 40 ms at 25 fps) plus the compute time per frame (conditioning + hop samples,
@@ -35,27 +210,24 @@ class Streamer:
 
     def __init__(self, loaded: Loaded, style: str | None = None, temperature: float = 1.0, seed: int = 0,
                  generator: FastGenerator | None = None):
-        self.model = loaded.model.eval()
-        self.sample_rate = loaded.inputs.sample_rate
-        self.gen = generator if generator is not None else FastGenerator(self.model)
-        self.label = loaded.label_index(style)
-        self.temperature = check_temperature(temperature)
-        self.rng = np.random.default_rng(seed)
-        self.window: deque = deque(maxlen=self.model.frame_lookback + 1)  # (frame, keypoints) of the newest frames
-        self.state: FastState | None = None
-        self.excitation, self.source_state = Excitation.of(self.model.config), SourceState.silent(1)
-        self.controls: np.ndarray | None = None  # the newest frame's controls [3] (a model with a control head)
+        self.streams = Streams(loaded, generator)
+        self.streams.add(0, style, temperature, seed)
+        self.model, self.gen = self.streams.model, self.streams.gen
         self.n_frames = 0
         self.compute_seconds = 0.0  # total over all pushes
 
     @property
     def hop(self) -> int:
-        return self.gen.hop
+        return self.streams.hop
 
     @property
     def frame_period(self) -> float:
-        """Seconds of audio per frame (= seconds between frames)."""
-        return self.hop / self.sample_rate
+        return self.streams.frame_period
+
+    @property
+    def controls(self) -> np.ndarray | None:
+        """The newest frame's controls [3] (a model with a control head)."""
+        return self.streams.controls(0)
 
     @property
     def latency(self) -> float:
@@ -68,31 +240,12 @@ class Streamer:
 
         frame: uint8 [H, W, C] if the model listens to frames; keypoints: [J, 3] if it listens to keypoints (for a
         keypoints-only model a single positional argument is taken as the keypoints); both for features="both".
-        Raises InputMismatch for movement the model does not listen to.
+        Raises InputMismatch for movement the model does not listen to (the stream stays as it was).
         """
         start = time.perf_counter()
-        config = self.model.config
-        if not config.uses_frames and keypoints is None:
+        if not self.model.config.uses_frames and keypoints is None:
             frame, keypoints = None, frame
-        self.window.append((None if frame is None else np.asarray(frame),
-                            None if keypoints is None else np.asarray(keypoints, dtype=np.float32)))
-        frames, kps = zip(*self.window)
-        window = Movement(np.stack(frames) if config.uses_frames and frame is not None else None,
-                          np.stack(kps) if config.uses_keypoints and keypoints is not None else None)
-        try:
-            part = condition(self.model, window, self.label, start=len(self.window) - 1)
-        except Exception:
-            self.window.pop()  # a rejected frame leaves the stream as it was
-            raise
-        cond = part.rows[None]  # [1, 1, L * G]
-        source = None
-        if self.excitation is not None:
-            self.controls = part.controls[0]
-            source = self.excitation.render(part.controls[None], self.source_state)
-        if self.state is None:
-            self.state = self.gen.init_state(cond[:, 0])
-        u = self.rng.random((1, self.hop))
-        codes = self.gen.generate(cond, source, self.state, self.temperature, u)
+        audio = self.streams.step({0: (frame, keypoints)})[0]
         self.n_frames += 1
         self.compute_seconds += time.perf_counter() - start
-        return mu_law_decode(codes[0])
+        return audio

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from movenet.files import write_json
+from movenet import inputs
 from movenet.inputs import JOINTS
 
 FORMAT_VERSION = 1
@@ -43,16 +44,8 @@ FORMAT_VERSION = 1
 J = {name: i for i, name in enumerate(JOINTS)}
 
 # Bones drawn as thick segments: (joint a, joint b, half-width in units of size/128).
-BONES = (
-    ("head", "neck", 1.5),
-    ("neck", "pelvis", 2.2),
-    ("l_shoulder", "r_shoulder", 1.8),
-    ("l_shoulder", "l_elbow", 1.6), ("l_elbow", "l_hand", 1.5),
-    ("r_shoulder", "r_elbow", 1.6), ("r_elbow", "r_hand", 1.5),
-    ("l_hip", "r_hip", 1.8),
-    ("l_hip", "l_knee", 1.8), ("l_knee", "l_foot", 1.6),
-    ("r_hip", "r_knee", 1.8), ("r_knee", "r_foot", 1.6),
-)
+BONES = tuple((a, b, width) for (a, b), width in zip(inputs.BONES, (1.5, 2.2, 1.8, 1.6, 1.5, 1.6, 1.5, 1.8, 1.8,
+                                                                      1.6, 1.8, 1.6)))
 
 # Styles differ in timbre and scale so style conditioning has something to learn.
 STYLE_SPECS = {

@@ -10,6 +10,7 @@ reason; callers print ``f"{path}: {err}"``.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 from dataclasses import dataclass
@@ -344,20 +345,103 @@ def _add_aac(out, sample_rate: int):
     return stream
 
 
+class _AudioFeed:
+    """Mono float32 audio into an AAC stream, any number of samples at a time (the encoder takes 1024 a frame)."""
+
+    FRAME = 1024
+
+    def __init__(self, out, stream, sample_rate: int):
+        self.out, self.stream, self.sample_rate = out, stream, int(sample_rate)
+        self.pending = np.zeros(0, np.float32)
+        self.pts = 0
+
+    def _encode(self, chunk) -> None:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None]), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = self.sample_rate, self.pts, Fraction(1, self.sample_rate)
+        self.pts += len(chunk)
+        for pkt in self.stream.encode(frame):
+            self.out.mux(pkt)
+
+    def add(self, wav: np.ndarray) -> None:
+        wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        self.pending = np.concatenate([self.pending, wav])
+        n = len(self.pending) // self.FRAME * self.FRAME
+        for i in range(0, n, self.FRAME):
+            self._encode(self.pending[i: i + self.FRAME])
+        self.pending = self.pending[n:]
+
+    def close(self) -> None:
+        if len(self.pending):
+            self._encode(self.pending)
+        for pkt in self.stream.encode(None):
+            self.out.mux(pkt)
+
+
 def _feed_audio(out, stream, wav: np.ndarray, sample_rate: int) -> None:
-    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    chunk = 1024  # AAC frame size; the encoder buffers any remainder itself
-    for i in range(0, len(wav), chunk):
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(wav[None, i : i + chunk]), format="fltp", layout="mono"
-        )
-        frame.sample_rate = sample_rate
-        frame.pts = i
-        frame.time_base = Fraction(1, sample_rate)
-        for pkt in stream.encode(frame):
-            out.mux(pkt)
-    for pkt in stream.encode(None):
-        out.mux(pkt)
+    feed = _AudioFeed(out, stream, sample_rate)
+    feed.add(wav)
+    feed.close()
+
+
+class VideoWriter:
+    """An H.264 (yuv420p, crf 18) + AAC MP4 written a frame at a time: `add_frame(rgb)`, `add_audio(wav)` in any
+    order and amounts, then `close()`. It lies under a temporary name until close renames it; `abort()` (or an
+    exception inside a with block) leaves nothing.
+
+    width and height must be even (yuv420p); frames are uint8 [height, width, 3] RGB; audio float32 mono in
+    [-1, 1] at sample_rate (None: no audio track).
+    """
+
+    def __init__(self, path, fps, width: int, height: int, sample_rate: int | None = 16000):
+        if width % 2 or height % 2 or width <= 0 or height <= 0:
+            raise ValueError(f"width/height must be positive and even for yuv420p, got {width}x{height}")
+        self.size = (height, width)
+        self._stack = contextlib.ExitStack()
+        try:
+            tmp = self._stack.enter_context(atomic_write(path))
+            self._out = self._stack.enter_context(av.open(str(tmp), mode="w"))
+            self._video = _add_h264(self._out, fps, width, height)
+            self._audio = None if sample_rate is None else \
+                _AudioFeed(self._out, _add_aac(self._out, sample_rate), sample_rate)
+        except BaseException:
+            self._stack.close()
+            raise
+        self.n_frames = 0
+
+    def add_frame(self, rgb: np.ndarray) -> None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != (*self.size, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 {[*self.size, 3]}, got {rgb.dtype} {list(rgb.shape)}")
+        for pkt in self._video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+            self._out.mux(pkt)
+        self.n_frames += 1
+
+    def add_audio(self, wav: np.ndarray) -> None:
+        self._audio.add(wav)
+
+    def close(self) -> None:
+        """Flush the encoders and put the file in place."""
+        try:
+            for pkt in self._video.encode(None):
+                self._out.mux(pkt)
+            if self._audio is not None:
+                self._audio.close()
+        except BaseException as err:
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._stack.close()
+
+    def abort(self) -> None:
+        """Leave no file."""
+        err = RuntimeError("aborted")
+        with contextlib.suppress(RuntimeError):
+            self._stack.__exit__(RuntimeError, err, None)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close() if exc_type is None else self.abort()
 
 
 def write_video(
@@ -367,28 +451,20 @@ def write_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
 ) -> None:
-    """Write an H.264 (yuv420p, crf 18) + AAC MP4 atomically.
+    """Write an H.264 (yuv420p, crf 18) + AAC MP4 atomically (see VideoWriter).
 
     frames: uint8 [T, H, W, 3] RGB with even H and W (yuv420p needs it).
     audio: float32 [N] mono in [-1, 1] at sample_rate, or None (video only).
     """
-    path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
     _, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"width/height must be even for yuv420p, got {w}x{h}")
-    with atomic_write(path) as tmp, av.open(str(tmp), mode="w") as out:
-        vs = _add_h264(out, fps, w, h)
-        aus = _add_aac(out, sample_rate) if audio is not None else None
+    with VideoWriter(path, fps, w, h, sample_rate if audio is not None else None) as writer:
         for img in frames:
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in vs.encode(None):
-            out.mux(pkt)
-        if aus is not None:
-            _feed_audio(out, aus, audio, sample_rate)
+            writer.add_frame(img)
+        if audio is not None:
+            writer.add_audio(audio)
 
 
 def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
@@ -433,3 +509,22 @@ def mux_audio(video_path, wav: np.ndarray, sample_rate: int, out_path) -> None:
                 _feed_audio(out, aus, wav, sample_rate)
         except av.error.FFmpegError as err:
             raise MediaError(f"cannot write {out_path.name}: {_reason(err)}") from err
+
+
+def write_y4m(path, frames: np.ndarray, fps: int) -> None:
+    """RGB uint8 [T, H, W, 3] (even H and W) as a YUV4MPEG2 file, 4:2:0 with BT.601 full-range colour: what
+    Chromium's fake camera plays (--use-file-for-fake-video-capture), looping."""
+    frames = np.asarray(frames)
+    T, H, W, _ = frames.shape
+    if H % 2 or W % 2:
+        raise ValueError(f"width/height must be even for 4:2:0, got {W}x{H}")
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F{int(fps)}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames.astype(np.float32):
+            y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+            u = 128 + 0.564 * (rgb[..., 2] - y)
+            v = 128 + 0.713 * (rgb[..., 0] - y)
+            half = lambda c: c.reshape(H // 2, 2, W // 2, 2).mean((1, 3))  # noqa: E731
+            f.write(b"FRAME\n")
+            for plane in (y, half(u), half(v)):
+                f.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())

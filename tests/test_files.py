@@ -86,7 +86,7 @@ def test_a_failing_writer_leaves_no_temporary_file(tmp_path, monkeypatch):
     def broken(*args):
         raise RuntimeError("encoder failed")
 
-    monkeypatch.setattr(video, "_feed_audio", broken)
+    monkeypatch.setattr(video._AudioFeed, "add", broken)
     with pytest.raises(RuntimeError, match="encoder failed"):
         video.write_video(target, np.zeros((4, 16, 16, 3), np.uint8), fps=25, audio=np.zeros(2560, np.float32))
     assert not list(tmp_path.iterdir())

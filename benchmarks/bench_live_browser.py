@@ -1,0 +1,31 @@
+"""`movenet live` in a real browser (headless Chromium, a fake camera playing a synthetic dancer): the latency from
+a frame's capture to its audio reaching the page, and underruns, as JSON. --screenshot writes a PNG of the page.
+
+    python benchmarks/bench_live_browser.py [--seconds 20] [--screenshot docs/images/live.png]
+"""
+
+import argparse
+import json
+import tempfile
+
+from movenet import bench
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--seconds", type=float, default=20.0)
+parser.add_argument("--screenshot")
+parser.add_argument("--checkpoint", help="a model.pt (default: the shipped one)")
+args = parser.parse_args()
+with tempfile.TemporaryDirectory() as tmp:
+    run = bench.browser_session(bench.dancer_camera(tmp), args.seconds, screenshot=args.screenshot,
+                                checkpoint_path=args.checkpoint)
+stats = run["stats"]
+started = stats["startedAt"]
+print(json.dumps({
+    "host": bench._host(), "seconds": args.seconds, "latency_ms_capture_to_audio": run["latency_ms"],
+    "frames_sent": stats["framesSent"], "audio_messages": stats["audioMessages"],
+    "audio_messages_of_a_new_frame": len(stats["latencies"]),
+    "underruns_after_first_second": sum(t > started + 1.0 for t in stats["underrunTimes"]),
+    "underruns": stats["underruns"], "server_tick_ms_p95": stats["server"].get("tick_ms_p95"),
+    "frame_ms": stats["server"].get("frame_ms"), "page_errors": run["errors"],
+    "frame_wait_for_tick_ms": [stats["server"].get("wait_ms_p50"), stats["server"].get("wait_ms_p95")],
+}, indent=1))

@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_prepare.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_generate.py
+	$(PY) -m movenet bench --live
+	$(PY) benchmarks/bench_live_browser.py
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

@@ -1,7 +1,7 @@
 """`movenet live` in a real browser (headless Chromium, a fake camera playing a synthetic dancer): the latency from
 a frame's capture to its audio reaching the page, and underruns, as JSON. --screenshot writes a PNG of the page.
 
-    python benchmarks/bench_live_browser.py [--seconds 20] [--screenshot docs/images/live.png]
+    python benchmarks/bench_live_browser.py [--seconds 20] [--screenshot docs/images/live.png] [--video FILE]
 """
 
 import argparse
@@ -14,10 +14,11 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seconds", type=float, default=20.0)
 parser.add_argument("--screenshot")
 parser.add_argument("--checkpoint", help="a model.pt (default: the shipped one)")
+parser.add_argument("--video", help="have the server play this file instead of the fake camera (movenet live --video)")
 args = parser.parse_args()
 with tempfile.TemporaryDirectory() as tmp:
-    run = bench.browser_session(bench.dancer_camera(tmp), args.seconds, screenshot=args.screenshot,
-                                checkpoint_path=args.checkpoint)
+    run = bench.browser_session(None if args.video else bench.dancer_camera(tmp), args.seconds,
+                                screenshot=args.screenshot, checkpoint_path=args.checkpoint, video_path=args.video)
 stats = run["stats"]
 started = stats["startedAt"]
 print(json.dumps({

@@ -4,7 +4,7 @@ conditioning gain on the synthetic validation set, printed as JSON.
     python benchmarks/compare_features.py DATA_DIR --steps 300 [--out runs/features]
 
 DATA_DIR is a set prepared with `--features both` (synthetic clips take their keypoints from the sidecar). Each
-run uses the shipped demo model's settings (movenet/assets/demo_config.json) with only `features` changed, and
+run uses the shipped recipe (the defaults of ModelConfig and TrainConfig) with only `features` changed, and
 trains for --steps optimizer steps (a budget that a busy machine does not bend, unlike minutes). The gain is the
 teacher-forced bits per sample with another clip's movement minus with the clip's own: how much the model listens
 to the dance.
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from movenet import checkpoint
-from movenet.demo import DEMO_CONFIG
 from movenet.evaluate import likelihood, load_clips
 from movenet.train import TrainConfig, train
 
@@ -30,7 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/features"))
     parser.add_argument("--features", nargs="+", default=["frames", "keypoints", "both"])
     args = parser.parse_args()
-    settings = json.loads(DEMO_CONFIG.read_text())
+    settings = {"model": {}, "train": {}}  # the recipe: ModelConfig's and TrainConfig's defaults
     results = {}
     for features in args.features:
         started = time.perf_counter()

@@ -85,29 +85,39 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         cond1 = part.rows[None]
         excitation = Excitation.of(config)
         source1 = None if excitation is None else excitation.render(part.controls[None], SourceState.silent(1))
+        gens = {precision: FastGenerator(model, precision) for precision in ("fp32", "bf16")}
+        roofline = _roofline({p: g.n_weight_bytes for p, g in gens.items()}, 2 * gen.macs_per_sample, seconds)
         results = {
-            "config": config.to_dict(), "threads": threads, "cpus": cpus, "load_average": os.getloadavg(),
-            "weight_bytes": gen.n_weight_bytes, "flops_per_sample": 2 * gen.macs_per_sample,
-            "numba": numba.__version__, "torch": torch.__version__, "fast": [],
+            "host": _host(), "config": config.to_dict(), "threads": threads, "cpus": cpus,
+            "load_average": os.getloadavg(), "weight_bytes": {p: g.n_weight_bytes for p, g in gens.items()},
+            "flops_per_sample": 2 * gen.macs_per_sample, "auto_precision": FastGenerator(model, "auto").precision,
+            "roofline": roofline, "numba": numba.__version__, "torch": torch.__version__, "fast": [],
         }
         hop, chunk = config.hop, 5
         for B in batch_sizes:
-            cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
-            source = None if source1 is None else np.ascontiguousarray(np.repeat(source1, B, axis=0))
-            state = gen.init_state(cond[:, 0])
-            u = rng.random((B, chunk * hop))
+            for precision, g in gens.items():
+                cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
+                source = None if source1 is None else np.ascontiguousarray(np.repeat(source1, B, axis=0))
+                state = g.init_state(cond[:, 0])
+                u = rng.random((B, chunk * hop))
 
-            def run():
-                if state.t + chunk * hop > n_cond * hop:  # cycle through the frames
-                    state.t = 0
-                t = state.t
-                gen.generate(cond[:, t // hop: t // hop + chunk],
-                             None if source is None else source[:, t: t + chunk * hop], state, 1.0, u, threads)
+                def run():
+                    if state.t + chunk * hop > n_cond * hop:  # cycle through the frames
+                        state.t = 0
+                    t = state.t
+                    g.generate(cond[:, t // hop: t // hop + chunk],
+                               None if source is None else source[:, t: t + chunk * hop], state, 1.0, u, threads)
 
-            rate = _rate(run, B * chunk * hop, seconds)
-            results["fast"].append({"batch": B, "samples_per_s": round(rate), "per_stream_samples_per_s": round(rate / B),
-                                    "realtime_factor": round(rate / SAMPLE_RATE, 2),
-                                    "per_stream_realtime_factor": round(rate / B / SAMPLE_RATE, 2)})
+                rate = _rate(run, B * chunk * hop, seconds)
+                # what bounds it: one stream re-reads the weights every sample; a batch shares the reads and is
+                # bound by the multiply-adds
+                bound = min(roofline["cache_bandwidth_gb_s_by_block"][precision] * 1e9 / g.n_weight_bytes * B,
+                            roofline["gemm_gflop_s"] * 1e9 / (2 * gen.macs_per_sample))
+                results["fast"].append({
+                    "batch": B, "precision": precision, "samples_per_s": round(rate),
+                    "per_stream_samples_per_s": round(rate / B), "realtime_factor": round(rate / SAMPLE_RATE, 2),
+                    "per_stream_realtime_factor": round(rate / B / SAMPLE_RATE, 2),
+                    "roofline_samples_per_s": round(bound), "fraction_of_roofline": round(rate / bound, 3)})
         if excitation is not None:  # the source is rendered once per chunk, outside the compiled loop
             render_state = SourceState.silent(1)
             rate = _rate(lambda: excitation.render(part.controls[None, :chunk], render_state), chunk * hop, seconds)
@@ -126,7 +136,7 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         ref_rate = _rate(ref_step, 1, reference_seconds, min_calls=20)
         results["reference"] = {"batch": 1, "samples_per_s": round(ref_rate),
                                 "realtime_factor": round(ref_rate / SAMPLE_RATE, 3)}
-        one = [r for r in results["fast"] if r["batch"] == 1]
+        one = [r for r in results["fast"] if r["batch"] == 1 and r["precision"] == "fp32"]
         if one:
             results["speedup"] = round(one[0]["samples_per_s"] / ref_rate, 1)
         results["load_average_after"] = os.getloadavg()
@@ -139,6 +149,45 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
         results["long"] = json.loads(out.stdout.strip().splitlines()[-1])
     return results
+
+
+@numba.njit(cache=True, fastmath=True)
+def _read_all(a, times):
+    """Sum of `a` read `times` times over (the bandwidth probe: sums vectorize under fastmath)."""
+    total = np.float32(0)
+    for _ in range(times):
+        for i in range(a.shape[0]):
+            total += a[i]
+    return total
+
+
+def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict:
+    """What the compiled engine is up against on this core, measured now: the bandwidth of reading a block of the
+    weights' size over and over (where they live between samples: L2 or L3) for each weight type, and the peak of
+    the engine's own register-tiled product on operands in L1."""
+    from movenet.kernels import WIDE_TILES, matmul_acc
+
+    out = {"tiles": "avx512" if WIDE_TILES else "avx2"}
+    bandwidth = {}
+    for precision, n_bytes in weight_bytes.items():
+        block = np.ones(n_bytes // 4, np.float32)
+        times = max(1, int(2e8 // max(n_bytes, 1)))
+        rate = _rate(lambda: _read_all(block, times), times * n_bytes, min(seconds, 1.0))
+        bandwidth[precision] = rate / 1e9
+    out["cache_bandwidth_gb_s_by_block"] = {p: round(b, 1) for p, b in bandwidth.items()}
+    rows = 8 if WIDE_TILES else 6
+    x, w, y = np.ones((rows, 128), np.float32), np.ones((128, 128), np.float32), np.zeros((rows, 128), np.float32)
+    n = 2000
+
+    def products():
+        for _ in range(n):
+            matmul_acc(y, x, w)
+
+    out["gemm_gflop_s"] = round(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0)) / 1e9, 1)
+    out["single_stream_bound_samples_per_s"] = {
+        p: round(min(bandwidth[p] * 1e9 / weight_bytes[p], out["gemm_gflop_s"] * 1e9 / flops_per_sample))
+        for p in weight_bytes}
+    return out
 
 
 def _rss_mb() -> float:
@@ -325,11 +374,12 @@ def dancer_camera(out_dir, seconds: float = 10.0, side: int = 256):
 
 
 def browser_session(camera, seconds: float = 22.0, record=None, screenshot=None, checkpoint_path=None,
-                    chromium: str = "/usr/bin/chromium") -> dict:
+                    chromium: str = "/usr/bin/chromium", video_path=None) -> dict:
     """Play `movenet live` in a real browser for `seconds`: Chromium (headless, driven by Playwright) with a fake
-    camera playing `camera` (a .y4m), the server in a process of its own. Returns the page's numbers (latencies
-    from capture to audio, underruns, timings), the PCM it received (float32), the style it played, page errors
-    and the server's lines; `record` and `screenshot` (a PNG of the page) are written if given."""
+    camera playing `camera` (a .y4m), the server in a process of its own (with `video_path`, `--video` instead:
+    the server plays that file). Returns the page's numbers (latencies from capture to audio, underruns, timings),
+    the PCM it received (float32), the style it played, page errors and the server's lines; `record` and
+    `screenshot` (a PNG of the page) are written if given."""
     import base64
 
     from playwright.sync_api import sync_playwright
@@ -337,15 +387,16 @@ def browser_session(camera, seconds: float = 22.0, record=None, screenshot=None,
     from movenet import live
 
     command = [sys.executable, "-m", "movenet", "live", *([str(checkpoint_path)] if checkpoint_path else []),
-               "--port", "0", "--quiet", *(["--record", str(record), "--force"] if record else [])]
+               "--port", "0", "--quiet", *(["--record", str(record), "--force"] if record else []),
+               *(["--video", str(video_path)] if video_path else [])]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url, lines = live.server_address(server.stdout)
         if url is None:
             raise RuntimeError(f"the live server did not start: {''.join(lines)[-2000:]}")
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                        args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={camera}"])
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
+                *CHROMIUM_ARGS, *([f"--use-file-for-fake-video-capture={camera}"] if camera else [])])
             page = browser.new_page(viewport={"width": 1100, "height": 620})
             errors = []
             page.on("pageerror", lambda err: errors.append(str(err)))
@@ -370,6 +421,7 @@ def browser_session(camera, seconds: float = 22.0, record=None, screenshot=None,
     finally:
         server.terminate()
         server.wait(timeout=30)
-    latencies = np.array(stats["latencies"]) if stats["latencies"] else np.full(1, np.nan)
+    latencies = np.array(stats["latencies"])  # none with --video: its frames are not captured by the page
     return {"stats": stats, "received": received, "style": style, "errors": errors, "server_lines": lines,
-            "latency_ms": {q: round(float(np.percentile(latencies, q)), 1) for q in (50, 90, 95, 99)}}
+            "latency_ms": {q: round(float(np.percentile(latencies, q)), 1) if latencies.size else None
+                           for q in (50, 90, 95, 99)}}

@@ -177,7 +177,7 @@ def cmd_generate(args) -> None:
         fatal("the same output is given twice")
     loaded = checkpoint.load(args.checkpoint)
     generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
-                  progress=not args.quiet)
+                  progress=not args.quiet, precision=args.precision)
     for out in outputs:
         print(f"wrote {out}")
 
@@ -194,7 +194,7 @@ def cmd_evaluate(args) -> None:
         check_output_dir(args.plots, inputs=inputs)
     loaded = checkpoint.load(args.checkpoint)
     report = evaluate(loaded, args.data_dir, args.clips, args.temperature, args.seed, args.plots, args.engine,
-                      progress=not args.quiet)
+                      progress=not args.quiet, precision=args.precision)
     print(format_report(report))
     if args.json:
         write_json(args.json, report)
@@ -235,11 +235,21 @@ def cmd_live(args) -> None:
         from movenet.pose import import_mediapipe
 
         import_mediapipe()  # the camera's keypoints come from MediaPipe: say now if it is missing
-    live.serve(loaded, args.host, args.port, args.video, args.record, model_name=Path(model_path).name)
+    live.serve(loaded, args.host, args.port, args.video, args.record, model_name=Path(model_path).name,
+               precision=args.precision)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default when it has one worth reading (not None, not an off switch)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
     parser = Parser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"movenet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -264,9 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video rate (frames per second); sample rate / fps must be whole")
     p.add_argument("--size", type=number(int, 1, 1024), default=64, help="frame width and height (pixels)")
     p.add_argument("--rgb", action="store_true", help="keep colour (default: grayscale)")
-    p.add_argument("--features", choices=("frames", "keypoints", "both"), default="frames",
+    p.add_argument("--features", choices=("frames", "keypoints", "both"), default="both",
                    help="what to store beside the audio: frames, 2D body keypoints (from a synthetic clip's "
-                        "sidecar, else MediaPipe Pose: pip install 'movenet[pose]'), or both")
+                        "sidecar, else MediaPipe Pose: pip install 'movenet[pose]'), or both (a model then listens "
+                        "to the keypoints unless trained with --features frames)")
     p.add_argument("--min-seconds", type=number(float, 0), default=1.0, help="skip clips shorter than this")
     p.add_argument("--valid-fraction", type=number(float, 0, 0.99), default=0.1,
                    help="share of files held out when no split is given")
@@ -306,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", help="style label (default: the model's first)")
     p.add_argument("--engine", choices=("fast", "torch"), default="fast",
                    help="fast = compiled generator; torch = the reference step loop (slow)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
+                        "auto picks the faster that is exact enough (bf16)")
     p.add_argument("--force", action="store_true", help="overwrite outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
@@ -323,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--engine", choices=("fast", "torch"), default="fast")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
+                        "auto picks the faster that is exact enough (bf16)")
     p.add_argument("--force", action="store_true", help="overwrite the --json file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
@@ -361,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each session: OUT.wav (its audio) or OUT.mp4 (its frames with their audio, and the "
                         "keypoints in OUT.json, from which `movenet generate` plays it again); later sessions "
                         "get -2, -3, ...")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
+                        "auto picks the faster that is exact enough (bf16)")
     p.add_argument("--force", action="store_true", help="overwrite the --record file")
     p.add_argument("--quiet", action="store_true", help="no MediaPipe log lines")
     p.set_defaults(func=cmd_live)

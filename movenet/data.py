@@ -351,7 +351,10 @@ def prepare(
     for problem in report.skipped:  # found while walking SRC_DIR: symlink loops, broken links
         log(f"{problem['source']}: {problem['reason']}")
     if config.uses_keypoints and any(pose.read_sidecar(job.source) is None for job in todo):
-        pose.import_mediapipe()  # fail now, in one line, rather than once per file
+        try:
+            pose.import_mediapipe()  # fail now, in one line, rather than once per file
+        except pose.MediaPipeMissing as err:
+            raise pose.MediaPipeMissing(f"{err} (or prepare frames alone: --features frames)") from None
 
     bar = tqdm(total=len(todo), unit="clip", desc="prepare", disable=not progress or not todo, dynamic_ncols=True)
     seconds_done = 0.0

@@ -3,16 +3,16 @@ repository, and show how well it follows them.
 
     synth (held-out seed) -> generate (compiled engine) -> demo_out/<clip>.mp4, .wav, .png
 
-`movenet demo --train` first trains a model from scratch within a time budget, the way the shipped one was made:
+`movenet demo --train` first trains a model from scratch within a time budget, the way the shipped one was made
+(the model and training settings are the defaults of ModelConfig and TrainConfig):
 
     movenet synth data/dancers --clips 96 --seconds 10 --seed 0
     movenet prepare data/dancers data/prepared --features keypoints
-    movenet train data/prepared --out runs/demo --config movenet/assets/demo_config.json --max-minutes 35
+    movenet train data/prepared --out runs/demo --max-minutes 60 --max-steps 10000000
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -24,26 +24,24 @@ from movenet.movement import condition, read_movement
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = ASSETS / "demo.pt"
-DEMO_CONFIG = ASSETS / "demo_config.json"  # the model and training settings of the shipped checkpoint
 HELD_OUT_SEED = 1234  # training data uses seed 0: these dancers were never seen
 
 
 def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float = 10.0) -> Path:
-    """Synthesize, prepare and train with the shipped model's settings for `minutes`; returns model.pt."""
+    """Synthesize, prepare and train with the shipped model's recipe (the defaults) for `minutes`; returns
+    model.pt."""
     from movenet.data import DataConfig, prepare
     from movenet.train import TrainConfig, train
 
-    settings = json.loads(DEMO_CONFIG.read_text())
     data_dir, prepared_dir, run_dir = out / "train_dancers", out / "train_prepared", out / "run"
     print(f"training: synthesizing {clips} dancer clips of {seconds:g} s into {data_dir}")
     synth.write_dataset(data_dir, n_clips=clips, seconds=seconds, seed=0)
     print(f"training: preparing them into {prepared_dir}")
-    features = settings["model"].get("features", "frames")  # keypoints of synthetic clips come from their sidecars
-    print("   " + prepare(data_dir, prepared_dir, DataConfig(features=features), workers=2).summary())
+    # keypoints of synthetic clips come from their sidecars
+    print("   " + prepare(data_dir, prepared_dir, DataConfig(features="keypoints"), workers=2).summary())
     # The OneCycle schedule follows the time budget (trainer.MoveNetModule.progress): no step count to guess.
-    train_settings = {**settings["train"], "max_minutes": minutes, "max_steps": 10**7}
     print(f"training for {minutes:g} min into {run_dir}")
-    return train(prepared_dir, run_dir, dict(settings["model"]), TrainConfig(**train_settings), force=True)
+    return train(prepared_dir, run_dir, {}, TrainConfig(max_minutes=minutes, max_steps=10**7), force=True)
 
 
 def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.0, model_path: Path | None = None,

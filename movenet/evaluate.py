@@ -150,7 +150,8 @@ def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], samp
 
 
 def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature: float = 1.0, seed: int = 0,
-             plots_dir: str | Path | None = None, engine: str = "fast", progress: bool = True, log=print) -> dict:
+             plots_dir: str | Path | None = None, engine: str = "fast", progress: bool = True, log=print,
+             precision: str = "auto") -> dict:
     """Everything in the module docstring, as a JSON-able dict."""
     from movenet import plot
 
@@ -160,7 +161,7 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
     if not clips:
         raise DataError(f"{data_dir}: no clip to evaluate")
     report = {"checkpoint_step": loaded.step, "data_dir": str(data_dir), "n_clips": len(clips),
-              "temperature": temperature, "seed": seed,
+              "temperature": temperature, "seed": seed, "precision": precision,
               "likelihood_bits_per_sample": likelihood(model, clips, pool, sr, progress)}
 
     # Rhythm and ground truth on generated audio, with the reference rows.
@@ -168,7 +169,7 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
     per_clip = []
     chosen = clips[:n_clips]
     for k, clip in enumerate(chosen):
-        wav = generate_audio(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress)
+        wav = generate_audio(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress, precision)
         kp = np.asarray(clip.sidecar["joints"], np.float32) if clip.sidecar else clip.movement.keypoints
         frames = clip.movement.frames
         if kp is None and frames is None:

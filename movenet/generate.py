@@ -85,11 +85,12 @@ class TorchEngine:
         return out
 
 
-def make_engine(model: MoveNet, engine: str = "fast") -> Engine:
-    """"fast": the compiled FastGenerator; "torch": the reference step loop."""
+def make_engine(model: MoveNet, engine: str = "fast", precision: str = "auto") -> Engine:
+    """"fast": the compiled FastGenerator, its weights in `precision` (auto: bf16 where it is faster, see
+    fastgen.auto_precision); "torch": the reference step loop (fp32)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    return TorchEngine(model) if engine == "torch" else FastGenerator(model)
+    return TorchEngine(model) if engine == "torch" else FastGenerator(model, precision)
 
 
 def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement], labels: Sequence[int | None],
@@ -125,12 +126,12 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
 
 
 def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
-                   seed: int = 0, engine: str = "fast", progress: bool = True) -> np.ndarray:
+                   seed: int = 0, engine: str = "fast", progress: bool = True, precision: str = "auto") -> np.ndarray:
     """The soundtrack of a whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's sample rate."""
     from tqdm import tqdm
 
     model = loaded.model
-    runner = make_engine(model, engine)
+    runner = make_engine(model, engine, precision)
     wav = np.empty(movement.n_frames * runner.hop, np.float32)
     bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({runner.name})",
                disable=not progress, dynamic_ncols=True)
@@ -165,12 +166,13 @@ def write_outputs(loaded: Loaded, video_path: str | Path, wav: np.ndarray, outpu
 
 
 def generate_file(loaded: Loaded, video_path: str | Path, outputs: Sequence[Path], temperature: float = 1.0,
-                  seed: int = 0, style: str | None = None, engine: str = "fast", progress: bool = True) -> np.ndarray:
+                  seed: int = 0, style: str | None = None, engine: str = "fast", progress: bool = True,
+                  precision: str = "auto") -> np.ndarray:
     """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it; .mid: the
     score the model read off the movement)."""
     label = loaded.label_index(style)
     movement = read_movement(video_path, loaded.inputs, progress)
-    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress)
+    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress, precision)
     score = None
     if any(out.suffix.lower() == ".mid" for out in outputs):
         score = condition(loaded.model, movement, label).controls

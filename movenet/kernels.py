@@ -68,13 +68,17 @@ def gate(h, z):
 _F32 = ir.FloatType()
 _VEC = ir.VectorType(_F32, LANES)
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
+_BF16_VEC, _I32_VEC = ir.VectorType(ir.IntType(16), LANES), ir.VectorType(_I32, LANES)
+_SHIFT16 = ir.Constant(_I32_VEC, [16] * LANES)
 
 
 @intrinsic
 def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
     """y[b0:b0+MR, o0:o0+NR] += x[b0:b0+MR, :K] @ w[:K, o0:o0+NR] with MR x NR/16 vector accumulators.
 
-    y, x, w: float32 2-D arrays, each with unit stride along its last axis (any row stride); K = w.shape[0].
+    y, x: float32 2-D arrays, w float32 or bfloat16 held as uint16 (the top half of a float32: widened in the
+    registers, then the same fp32 multiply-adds), each with unit stride along its last axis (any row stride);
+    K = w.shape[0].
     mr, nr, pf: literal ints, NR a multiple of 16. No bounds checks: the caller keeps the tile inside the arrays.
     Per k: NR/16 vector loads of w's row k, and per output row one broadcast of x[b, k] and NR/16 FMAs.
     pf > 0 also prefetches w's row k + pf (a prefetch past the end of w is harmless: prefetches never fault).
@@ -90,6 +94,8 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
     if NR % LANES:
         raise ValueError(f"NR must be a multiple of {LANES}, got {NR}")
     NV = NR // LANES
+    BF16 = w.dtype == types.uint16
+    W_ITEM = 2 if BF16 else 4
     sig = types.void(y, x, w, b0, o0, mr, nr, pf)
 
     def codegen(context, builder, signature, args):
@@ -102,6 +108,7 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
         i8p = ir.IntType(8).as_pointer()
         y_base, x_base, w_base = (builder.bitcast(a.data, i8p) for a in (y_arr, x_arr, w_arr))
         col = builder.mul(o0v, ir.Constant(_I64, 4))
+        w_col = builder.mul(o0v, ir.Constant(_I64, W_ITEM))
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
         prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [_I32] * 3),
                                                   "llvm.prefetch.p0i8")
@@ -124,13 +131,18 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
         x_rows = [builder.gep(x_base, [builder.mul(builder.add(b0v, ir.Constant(_I64, i)), x_row)]) for i in range(MR)]
         with cgutils.for_range(builder, K) as loop:
             k = loop.index
-            w_k = builder.gep(w_base, [builder.add(builder.mul(k, w_row), col)])
+            w_k = builder.gep(w_base, [builder.add(builder.mul(k, w_row), w_col)])
             if PF:  # llvm.prefetch(address, read, locality 3 = keep in all levels, data cache)
                 ahead = builder.gep(w_k, [builder.mul(ir.Constant(_I64, PF), w_row)])
-                for line in range(0, 4 * NR, 64):
+                for line in range(0, W_ITEM * NR, 64):
                     builder.call(prefetch, [builder.gep(ahead, [ir.Constant(_I64, line)]), ir.Constant(_I32, 0),
                                             ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-            w_vecs = [builder.load(vec_ptr(w_k, ir.Constant(_I64, 4 * LANES * v)), align=4) for v in range(NV)]
+            if BF16:  # 16 bfloat16 -> the high halves of 16 float32
+                w_vecs = [builder.bitcast(builder.shl(builder.zext(builder.load(builder.bitcast(
+                    builder.gep(w_k, [ir.Constant(_I64, 2 * LANES * v)]), _BF16_VEC.as_pointer()), align=2),
+                    _I32_VEC), _SHIFT16), _VEC) for v in range(NV)]
+            else:
+                w_vecs = [builder.load(vec_ptr(w_k, ir.Constant(_I64, 4 * LANES * v)), align=4) for v in range(NV)]
             x_k = builder.mul(k, x_col)
             for i in range(MR):
                 x_ik = builder.load(builder.bitcast(builder.gep(x_rows[i], [x_k]), _F32.as_pointer()), align=4)
@@ -156,8 +168,33 @@ def _columns(y, x, w, b, o, rows):
         for j in range(o, O):
             s = y[i, j]
             for k in range(K):
-                s += x[i, k] * w[k, j]
+                s += x[i, k] * widen(w[k, j])
             y[i, j] = s
+
+
+@intrinsic
+def widen(typingctx, v):
+    """A weight as float32: itself, or a bfloat16 (held as uint16) put in the high half of one."""
+    if v == types.float32:
+        return types.float32(v), lambda context, builder, signature, args: args[0]
+    if v != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16)), _F32)
+
+    return types.float32(v), codegen
+
+
+def to_bf16(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 (round to nearest even), held as uint16; widen() or the tiles turn it back."""
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def from_bf16(a: np.ndarray) -> np.ndarray:
+    return (np.asarray(a, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
 def _host_has_avx512() -> bool:

@@ -205,6 +205,8 @@ class FileSource:
         self.pose_size = pose.bounded_size(info.width, info.height)
         self.keypoints = None
         sidecar = pose.read_sidecar(self.path)
+        # the style the file was made in, which the page selects first (generate plays a sidecar's style too)
+        self.style = sidecar.get("style") if sidecar and sidecar.get("style") in loaded.labels else None
         if self.config.uses_keypoints and sidecar is not None:
             n_frames = sum(1 for _ in video.iter_frames(self.path, self.inputs.fps, (16, 16)))
             try:
@@ -368,13 +370,16 @@ class LiveServer:
     sessions (.wav or .mp4); log: where one-line events go."""
 
     def __init__(self, loaded: Loaded, video_path: str | Path | None = None, record: str | Path | None = None,
-                 log=print, model_name: str = "model"):
+                 log=print, model_name: str = "model", precision: str = "auto"):
         self.loaded, self.log, self.model_name = loaded, log, model_name
         self.config = loaded.model.config
-        self.streams = Streams(loaded)
+        self.streams = Streams(loaded, precision=precision)  # as `movenet generate` builds its engine
         self.video_path = Path(video_path) if video_path else None
+        self.file_style = None
         if self.video_path is not None:
-            FileSource(self.video_path, loaded).close()  # a file that cannot be played fails now, in one line
+            probe = FileSource(self.video_path, loaded)  # a file that cannot be played fails now, in one line
+            self.file_style = probe.style
+            probe.close()
         self.record = Path(record) if record else None
         self.sessions: dict[int, Session] = {}
         self._next_key = 1
@@ -430,7 +435,7 @@ class LiveServer:
                 "source": "file" if self.video_path else "camera",
                 "bones": [[JOINTS.index(a), JOINTS.index(b)] for a, b in BONES], "video": self.video_path.name if self.video_path
                 else None, "send_side": SEND_SIDE, "jpeg_quality": JPEG_QUALITY, "joints": N_JOINTS,
-                "max_message_bytes": MAX_MESSAGE_BYTES}
+                "max_message_bytes": MAX_MESSAGE_BYTES, "style": self.file_style}
 
     async def _websocket(self, request):
         from aiohttp import WSMsgType, web
@@ -749,11 +754,11 @@ def _say(line: str) -> None:
 
 
 def serve(loaded: Loaded, host: str = "127.0.0.1", port: int = 8000, video_path=None, record=None,
-          model_name: str = "model", log=_say, ready=None) -> None:
+          model_name: str = "model", log=_say, ready=None, precision: str = "auto") -> None:
     """Run the live server until Ctrl-C or SIGTERM. ready(url) is called once it listens."""
     from aiohttp import web
 
-    server = LiveServer(loaded, video_path, record, log, model_name)
+    server = LiveServer(loaded, video_path, record, log, model_name, precision)
     if not is_loopback(host):
         log(f"movenet live: warning: listening on {host}, not on this machine alone: anyone who can reach it can "
             f"use this server (frames are not stored, but its CPU and the music are theirs to use)")

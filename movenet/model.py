@@ -34,23 +34,26 @@ FROM_DATA = ("hop", "sample_rate", "frame_size", "frame_channels", "n_joints", "
 
 @dataclass
 class ModelConfig:
+    """The model. The defaults are the recipe of the shipped checkpoint, what a 2-core CPU trains in an hour to
+    follow the dancer (README, *The shipped checkpoint*); on a GPU, wider layers (64 / 128 / 64) learn more."""
+
     n_classes: int = 256  # mu-law classes
-    residual_channels: int = 64
-    gate_channels: int = 128  # dilated conv output: half filter, half gate
-    skip_channels: int = 64
+    residual_channels: int = 32
+    gate_channels: int = 64  # dilated conv output: half filter, half gate
+    skip_channels: int = 32
     kernel_size: int = 2
     layers_per_stack: int = 10  # dilations 1, 2, ..., 2**(layers_per_stack - 1)
     n_stacks: int = 2
     input_kernel: int = 2  # the causal convolution after the code embedding
     # movement
     hop: int = 640  # audio samples per video frame: sample_rate / fps of the data
-    features: str = "frames"  # "frames", "keypoints" or "both"
+    features: str = "keypoints"  # "frames", "keypoints" or "both"; for_inputs: keypoints when the data has them
     frame_size: int = 64
     frame_channels: int = 1
-    frame_width: int = 32  # frame CNN width
+    frame_width: int = 16  # frame CNN width
     n_joints: int = 15
     keypoint_width: int = 128  # keypoint MLP width
-    video_channels: int = 64  # movement vector per frame
+    video_channels: int = 32  # movement vector per frame
     video_kernel: int = 3  # causal temporal convolution over frames
     # style (global conditioning); 0 = none
     n_labels: int = 0
@@ -68,11 +71,13 @@ class ModelConfig:
     @classmethod
     def for_inputs(cls, data: InputConfig, n_labels: int = 0, **settings) -> "ModelConfig":
         """A model for data with these input settings and styles; `settings` the rest (features: what to listen
-        to, by default all the data provides). Raises InputMismatch if the data lacks those features."""
+        to; by default the keypoints when the data has them, which the model follows best, else the frames).
+        Raises InputMismatch if the data lacks those features."""
         unexpected = sorted(set(settings) & set(FROM_DATA))
         if unexpected:
             raise ValueError(f"{', '.join(unexpected)} come from the prepared data set, not from the model config")
-        config = cls(**{**settings, "features": settings.get("features") or data.features, "hop": data.hop,
+        default = "keypoints" if inputs.uses_keypoints(data.features) else "frames"
+        config = cls(**{**settings, "features": settings.get("features") or default, "hop": data.hop,
                         "sample_rate": data.sample_rate,
                         "frame_size": data.frame_size, "frame_channels": data.channels,
                         "n_joints": inputs.N_JOINTS, "n_labels": n_labels})

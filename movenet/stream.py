@@ -42,15 +42,15 @@ class Streams:
     """Live streams of one model, stepped together: `step({key: (frame, keypoints)})` -> {key: audio float32 [hop]}.
 
     loaded: a checkpoint (movenet.checkpoint.load); generator: a FastGenerator of this model, to share one (built
-    if None). `add(key, style, temperature, seed)` starts a stream, `remove(key)` ends one; `step` takes every
+    if None, its weights in `precision`, as `movenet generate` builds it: then a stream plays what generate makes). `add(key, style, temperature, seed)` starts a stream, `remove(key)` ends one; `step` takes every
     stream's next frame of movement (each stream must get one per tick) and runs all of them in one batched call.
     """
 
-    def __init__(self, loaded: Loaded, generator: FastGenerator | None = None):
+    def __init__(self, loaded: Loaded, generator: FastGenerator | None = None, precision: str = "auto"):
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.sample_rate = loaded.inputs.sample_rate
-        self.gen = generator if generator is not None else FastGenerator(self.model)
+        self.gen = generator if generator is not None else FastGenerator(self.model, precision)
         self.excitation = Excitation.of(self.model.config)
         self._streams: dict[Hashable, _Stream] = {}  # in batch order
         self._state: FastState | None = None  # the batched state of the streams that have played a frame

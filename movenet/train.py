@@ -42,7 +42,7 @@ def default_precision() -> str:
 @dataclass
 class TrainConfig:
     crop_seconds: float = 1.0  # scored audio per crop (the model's context comes on top)
-    batch_size: int = 4
+    batch_size: int = 8
     lr: float = 3e-3  # OneCycle peak learning rate
     weight_decay: float = 0.01
     grad_clip: float = 1.0

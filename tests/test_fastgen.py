@@ -191,10 +191,10 @@ def test_teacher_forced_logits_equal_the_sequence_pass(features, n_labels):
 def test_teacher_forced_logits_default_config():
     model = MoveNet(ModelConfig(n_labels=3)).eval()
     T = model.receptive_field + 300
-    codes, frames, _, labels = inputs(model.config, T, batch=2)
+    codes, _, keypoints, labels = inputs(model.config, T, batch=2)
     src = source(model.config, T, batch=2)
     with torch.no_grad():
-        cond = model.condition(frames, labels=labels)
+        cond = model.condition(keypoints=keypoints, labels=labels)
         expected = model.teacher_forced(codes, cond, src).numpy()
     gen = FastGenerator(model)
     got = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), gen.init_state(cond[:, 0]), src.numpy())
@@ -224,10 +224,10 @@ def test_samples_equal_the_pytorch_step_loop_default_config():
     torch.manual_seed(0)
     model = MoveNet(ModelConfig()).eval()
     n = 400
-    _, frames, _, _ = movement_inputs(model.config, n, batch=1)
+    _, _, keypoints, _ = movement_inputs(model.config, n, batch=1)
     src = source(model.config, n, batch=1).numpy()
     with torch.no_grad():
-        cond = model.condition(frames)
+        cond = model.condition(keypoints=keypoints)
     u = np.random.default_rng(5).random((1, n))
     codes, margins, _ = reference_samples(model, cond, 1.0, u, src)
     gen = FastGenerator(model)
@@ -377,3 +377,62 @@ def test_memory_does_not_grow_with_length():
     assert short_count == long_count, "the compiled loop allocates per sample"
     output_growth = 2 * 198 * hop  # uint8 codes
     assert long_peak - short_peak <= output_growth + 4096
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Compact weights (bfloat16, multiplied in fp32)
+
+
+def test_bfloat16_rounds_to_nearest_and_widens_back_exactly():
+    from movenet.kernels import from_bf16, to_bf16
+
+    x = np.random.default_rng(0).standard_normal(10_000).astype(np.float32) * 10.0 ** np.arange(-4, 4).repeat(1250)
+    back = from_bf16(to_bf16(x))
+    assert np.all(np.abs(back - x) <= np.abs(x) * 2.0 ** -8)  # 8 bits of mantissa: half an ulp at most
+    np.testing.assert_array_equal(from_bf16(to_bf16(back)), back)  # representable values are kept exactly
+    assert to_bf16(np.float32([1.0 + 2 ** -8]))[0] == to_bf16(np.float32([1.0]))[0]  # a tie rounds to even
+
+
+@pytest.mark.parametrize("features", ["frames", "keypoints"])
+def test_bf16_weights_give_the_logits_of_fp32_within_their_rounding(features):
+    from movenet.kernels import from_bf16
+
+    model = build(features)
+    c = model.config
+    codes, cond, src = movement(model, 6 * c.hop, batch=3, seed=4)
+    exact, compact = FastGenerator(model, "fp32"), FastGenerator(model, "bf16")
+    assert compact.precision == "bf16" and compact.n_weight_bytes < 0.6 * exact.n_weight_bytes
+    args = (codes.numpy(), cond.numpy())
+    want = exact.teacher_forced_logits(*args, exact.init_state(cond[:, 0]), src)
+    got = compact.teacher_forced_logits(*args, compact.init_state(cond[:, 0]), src)
+    gen_rounded = FastGenerator(model, "fp32")
+    for i in (2, 4, 7, 9):  # the same four matrices, rounded to bf16 and kept in fp32: what bf16 should compute
+        gen_rounded.params[i][...] = from_bf16(compact.params[i])
+    same = gen_rounded.teacher_forced_logits(*args, gen_rounded.init_state(cond[:, 0]), src)
+    np.testing.assert_allclose(got, same, rtol=RTOL, atol=ATOL)  # bf16 path = rounded weights, to fp32 rounding
+    spread = np.abs(want).max()
+    assert 0 < np.abs(got - want).max() <= 0.02 * (1 + spread)  # and rounding moves the logits by ~1% at most
+
+
+def test_bf16_samples_follow_the_same_statistics_as_fp32(tmp_path):
+    """The shipped model on held-out synthetic dancers: pitch accuracy and loudness following of bf16's audio
+    within sampling noise of fp32's (the same seeds; samples part ways after the first rounding flip)."""
+    from movenet import checkpoint, demo, metrics, pose, synth, video
+    from movenet.generate import generate_audio
+    from movenet.movement import read_movement
+
+    loaded = checkpoint.load(demo.SHIPPED)
+    scores = {"fp32": [], "bf16": []}
+    for clip in synth.write_dataset(tmp_path, n_clips=3, seconds=6.0, seed=321, progress=False):
+        sidecar = pose.read_sidecar(clip)
+        movement = read_movement(clip, loaded.inputs)
+        truth = video.read_audio(clip, 16000)
+        label = loaded.label_index(sidecar["style"])
+        for precision in scores:
+            wav = generate_audio(loaded, movement, label, seed=5, progress=False, precision=precision)
+            m = metrics.clip_metrics(wav, 16000, 25, keypoints=np.asarray(sidecar["joints"], np.float32),
+                                     sidecar=sidecar, reference_wav=truth[: len(wav)])
+            scores[precision].append((m["pitch_accuracy"], m["loudness_following"]))
+    fp32, bf16 = np.array(scores["fp32"]).mean(0), np.array(scores["bf16"]).mean(0)
+    assert fp32[0] > 0.6 and fp32[1] > 0.8  # the model plays the dancers (else the comparison says nothing)
+    assert abs(bf16[0] - fp32[0]) < 0.05 and abs(bf16[1] - fp32[1]) < 0.05, (fp32, bf16)

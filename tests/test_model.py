@@ -11,7 +11,7 @@ from movenet.model import ModelConfig, MoveNet
 def tiny_config(**overrides) -> ModelConfig:
     base = dict(residual_channels=8, gate_channels=16, skip_channels=8, layers_per_stack=4, n_stacks=2, hop=16,
                 sample_rate=400, frame_size=16, frame_channels=1, video_channels=8, frame_width=8, keypoint_width=16,
-                n_labels=3)
+                n_labels=3, features="frames")
     return ModelConfig(**{**base, **overrides})
 
 
@@ -181,15 +181,16 @@ def test_default_config_shapes_and_size():
     model = MoveNet(ModelConfig(n_labels=3))
     rf = model.receptive_field
     codes = torch.randint(0, 256, (2, rf + 99))
-    frames = torch.zeros(2, -(-(rf + 99) // 640), 64, 64, 1, dtype=torch.uint8)
+    keypoints = torch.rand(2, -(-(rf + 99) // 640), 15, 3)
     src = source(model.config, rf + 99)
-    assert model(codes, frames, labels=torch.tensor([0, 2]), source=src).shape == (2, 100, 256)
+    labels = torch.tensor([0, 2])
+    assert model(codes, keypoints=keypoints, labels=labels, source=src).shape == (2, 100, 256)
     with pytest.raises(ValueError, match="source"):
-        model(codes, frames, labels=torch.tensor([0, 2]))
+        model(codes, keypoints=keypoints, labels=labels)
     with pytest.raises(ValueError, match="frames of conditioning"):
-        model(torch.randint(0, 256, (2, frames.shape[1] * 640 + 1)), frames, labels=torch.tensor([0, 2]))
+        model(torch.randint(0, 256, (2, keypoints.shape[1] * 640 + 1)), keypoints=keypoints, labels=labels)
     with pytest.raises(ValueError, match="receptive field"):
-        model(codes[:, : rf - 1], frames, labels=torch.tensor([0, 2]), source=src[:, : rf - 1])
+        model(codes[:, : rf - 1], keypoints=keypoints, labels=labels, source=src[:, : rf - 1])
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params < 2_000_000  # a few MB: small enough to ship
 

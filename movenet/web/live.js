@@ -42,6 +42,7 @@ function onText(msg) {
     const style = $("style");
     style.innerHTML = "";
     for (const name of msg.styles.length ? msg.styles : ["(one style)"]) style.add(new Option(name, name));
+    if (msg.style) style.value = msg.style;  // --video: the style the file was made in
     style.disabled = !msg.styles.length;
     $("start").disabled = false;
   } else if (msg.type === "started") {

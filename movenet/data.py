@@ -579,9 +579,15 @@ class ClipDataset:
                 source = controls.align_phase(source, audio.mu_law_decode(codes[1:]), hop, self.excitation.harmonics)
             item["excitation"] = torch.from_numpy(source)
         assert len(codes) == 1 + n * hop and all(len(item[k]) == n for k in item if k not in ("codes", "excitation"))
-        label = self.clips[clip_index]["label"]
-        item["label"] = torch.tensor(self.labels.index(label) if label in self.labels else 0)
+        item["label"] = self.label(clip_index)
         return item
+
+    def label(self, clip_index: int):
+        """The clip's style id, a 0-d tensor (a label the set does not list counts as the first)."""
+        import torch
+
+        label = self.clips[clip_index]["label"]
+        return torch.tensor(self.labels.index(label) if label in self.labels else 0)
 
     def __getitem__(self, index: int) -> dict:
         clip_index, start_frame = self.draw(index)
@@ -598,9 +604,7 @@ class ClipDataset:
         items = []
         for index in indices:
             clip_index = self.draw(index)[0]
-            label = self.clips[clip_index]["label"]
-            items.append({**self.span(clip_index, index),
-                          "label": torch.tensor(self.labels.index(label) if label in self.labels else 0)})
+            items.append({**self.span(clip_index, index), "label": self.label(clip_index)})
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
     def span(self, clip_index: int, index: int) -> dict:

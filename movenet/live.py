@@ -56,6 +56,7 @@ from movenet import pose, video
 from movenet.checkpoint import Loaded
 from movenet.files import atomic_write, write_json
 from movenet.inputs import BONES, JOINTS, N_JOINTS
+from movenet.movement import count_frames, sidecar_keypoints
 from movenet.stream import Streams
 
 WEB_DIR = Path(__file__).parent / "web"
@@ -203,16 +204,12 @@ class FileSource:
         if not info.has_video:
             raise video.MediaError("no video stream")
         self.pose_size = pose.bounded_size(info.width, info.height)
-        self.keypoints = None
+        # the style the file was made in, which the page selects first
         sidecar = pose.read_sidecar(self.path)
-        # the style the file was made in, which the page selects first (generate plays a sidecar's style too)
         self.style = sidecar.get("style") if sidecar and sidecar.get("style") in loaded.labels else None
-        if self.config.uses_keypoints and sidecar is not None:
-            n_frames = sum(1 for _ in video.iter_frames(self.path, self.inputs.fps, (16, 16)))
-            try:
-                self.keypoints = pose.keypoints_from_sidecar(sidecar, n_frames, self.inputs.fps)
-            except ValueError as err:
-                raise video.MediaError(f"damaged sidecar: {err}") from None
+        self.keypoints = None  # else MediaPipe on each frame, as generate reads a file without a sidecar
+        if self.config.uses_keypoints:
+            self.keypoints = sidecar_keypoints(self.path, count_frames(self.path, self.inputs.fps), self.inputs.fps)
         self.tracker = None
         self._pass = None
 

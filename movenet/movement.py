@@ -65,6 +65,23 @@ class Movement:
             raise InputMismatch(f"{len(self.frames)} frames but {len(self.keypoints)} rows of keypoints")
 
 
+def count_frames(path: str | Path, fps) -> int:
+    """How many frames video.iter_frames gives at this rate (decoded tiny: only their count matters)."""
+    return sum(1 for _ in video.iter_frames(path, fps, (16, 16)))
+
+
+def sidecar_keypoints(path: str | Path, n_frames: int, fps) -> np.ndarray | None:
+    """A synthetic dancer's true joints, float32 [n_frames, 15, 3], from the sidecar beside it (or a keypoint
+    track, see pose.read_sidecar); None when there is none. Raises video.MediaError for a damaged one."""
+    sidecar = pose.read_sidecar(path)
+    if sidecar is None:
+        return None
+    try:
+        return pose.keypoints_from_sidecar(sidecar, n_frames, fps)
+    except ValueError as err:
+        raise video.MediaError(f"damaged synthetic sidecar: {err}") from None
+
+
 def read_keypoints(path: str | Path, n_frames: int, fps, progress: bool = False) -> tuple[np.ndarray, dict]:
     """Keypoints float32 [n_frames, 15, 3] of one video, and how they were made.
 
@@ -72,12 +89,8 @@ def read_keypoints(path: str | Path, n_frames: int, fps, progress: bool = False)
     goes through MediaPipe. Returns (keypoints, info), info = {"source": "sidecar" | "mediapipe", "detected":
     share of frames with a pose, ...}. Raises video.MediaError (one line); pose.MediaPipeMissing.
     """
-    sidecar = pose.read_sidecar(path)
-    if sidecar is not None:
-        try:
-            keypoints = pose.keypoints_from_sidecar(sidecar, n_frames, fps)
-        except ValueError as err:
-            raise video.MediaError(f"damaged synthetic sidecar: {err}") from None
+    keypoints = sidecar_keypoints(path, n_frames, fps)
+    if keypoints is not None:
         info = {"source": "sidecar"}
     else:
         keypoints = pose.extract_keypoints(path, fps, max_frames=n_frames, progress=progress)
@@ -97,7 +110,7 @@ def read_movement(path: str | Path, inputs: InputConfig, progress: bool = False)
     if inputs.uses_frames:
         frames = video.read_frames(path, fps=inputs.fps, size=(inputs.frame_size,) * 2, gray=inputs.gray)
     if inputs.uses_keypoints:
-        n_frames = len(frames) if frames is not None else sum(1 for _ in video.iter_frames(path, inputs.fps, (16, 16)))
+        n_frames = len(frames) if frames is not None else count_frames(path, inputs.fps)
         keypoints, _ = read_keypoints(path, n_frames, inputs.fps, progress)
     return Movement(frames, keypoints)
 

@@ -248,6 +248,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
+                        "auto picks the faster that is exact enough (bf16)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = _HelpFormatter
     parser = Parser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
@@ -317,9 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", help="style label (default: the model's first)")
     p.add_argument("--engine", choices=("fast", "torch"), default="fast",
                    help="fast = compiled generator; torch = the reference step loop (slow)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
-                        "auto picks the faster that is exact enough (bf16)")
+    _add_precision(p)
     p.add_argument("--force", action="store_true", help="overwrite outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
@@ -337,9 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--engine", choices=("fast", "torch"), default="fast")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
-                        "auto picks the faster that is exact enough (bf16)")
+    _add_precision(p)
     p.add_argument("--force", action="store_true", help="overwrite the --json file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
@@ -378,9 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each session: OUT.wav (its audio) or OUT.mp4 (its frames with their audio, and the "
                         "keypoints in OUT.json, from which `movenet generate` plays it again); later sessions "
                         "get -2, -3, ...")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
-                        "auto picks the faster that is exact enough (bf16)")
+    _add_precision(p)
     p.add_argument("--force", action="store_true", help="overwrite the --record file")
     p.add_argument("--quiet", action="store_true", help="no MediaPipe log lines")
     p.set_defaults(func=cmd_live)

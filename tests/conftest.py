@@ -62,6 +62,26 @@ def readonly_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def full_disk(monkeypatch):
+    """full_disk(folder): from now on, putting a finished file into `folder` fails with ENOSPC, as on a full disk
+    (simulated at the rename that puts it in place, where every movenet writer ends)."""
+    import errno
+    import os
+
+    real_replace = os.replace
+
+    def fill(folder: Path) -> None:
+        def full(src, dst, *args, **kwargs):
+            if Path(dst).parent == folder:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+            return real_replace(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", full)
+
+    return fill
+
+
+@pytest.fixture
 def cli_run(capsys):
     """cli_run(*args): `movenet ARGS` in this process -> (exit code, stdout, stderr)."""
     from movenet import cli

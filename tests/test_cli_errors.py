@@ -1,7 +1,6 @@
 """The CLI with bad input, as a new user meets it: every mistake is one line, before any long work, and nothing is
 overwritten that should not be (issue 13, items 2, 4, 5, 6 and 10)."""
 
-import errno
 import os
 import shutil
 from pathlib import Path
@@ -171,15 +170,8 @@ def test_an_unwritable_destination_fails_before_generating(cli_run, tmp_path, mo
     assert code == 1 and "Read-only file system" in one_line(err)
 
 
-def test_a_full_disk_during_generate_is_one_line_and_leaves_no_temporary_file(cli_run, tmp_path, clip, monkeypatch):
-    real_replace = os.replace
-
-    def full(src, dst, *args, **kwargs):
-        if Path(dst).parent == tmp_path:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
-        return real_replace(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", full)
+def test_a_full_disk_during_generate_is_one_line_and_leaves_no_temporary_file(cli_run, tmp_path, clip, full_disk):
+    full_disk(tmp_path)
     for out in ("out.wav", "out.mp4"):
         code, _, err = cli_run("generate", SHIPPED, clip, "-o", tmp_path / out, "--quiet")
         assert code == 1

@@ -92,15 +92,8 @@ def test_a_failing_writer_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(tmp_path, monkeypatch):
-    real_replace = os.replace
-
-    def full(src, dst, *args, **kwargs):
-        if Path(dst).parent == tmp_path:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
-        return real_replace(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "replace", full)
+def test_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(tmp_path, full_disk):
+    full_disk(tmp_path)
     for write in (lambda p: audio.write_wav(p, np.zeros(100, np.float32)), lambda p: files.write_json(p, {}),
                   lambda p: files.save_npy(p, np.zeros(3))):
         target = tmp_path / "out.bin"

@@ -223,12 +223,11 @@ def _init_buffers(params, cond0, buffers):
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def auto_precision(gen: "FastGenerator") -> str:
-    """The weights' type `precision="auto"` picks: bf16. A stream re-reads every weight for every sample, so half
-    the bytes is faster wherever the reads bound the speed (`movenet bench` on an AVX2 AMD EPYC: one stream 1.13x,
-    batch 32 1.06x fp32); its logits stay within the rounding of the weights and its samples follow fp32's
-    statistics (tests/test_fastgen.py)."""
-    return "bf16"
+# What precision="auto" picks: bf16, on every host. A stream re-reads every weight for every sample, so half the
+# bytes is faster wherever the reads bound the speed (`movenet bench` on an AVX2 AMD EPYC: one stream 1.13x, batch
+# 32 1.06x fp32); its logits stay within the rounding of the weights and its samples follow fp32's statistics
+# (tests/test_fastgen.py). A host where fp32 wins would make this a per-host choice.
+AUTO_PRECISION = "bf16"
 
 
 @dataclass
@@ -283,7 +282,7 @@ class FastGenerator:
     def __init__(self, model: MoveNet, precision: str = "fp32"):
         """precision: "fp32", or "bf16": the four weight matrices (wd, wrs, w1, w2) stored as bfloat16, widened to
         float32 in the registers and multiplied in fp32 (half the bytes each sample reads; logits within ~1e-2 of
-        fp32's), or "auto": `auto_precision`'s choice for this model on this host."""
+        fp32's), or "auto": AUTO_PRECISION."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.config = c = model.config
@@ -307,7 +306,7 @@ class FastGenerator:
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels], dtype=np.int64))
-        self.precision = auto_precision(self) if precision == "auto" else precision
+        self.precision = AUTO_PRECISION if precision == "auto" else precision
         if self.precision == "bf16":
             params = list(self.params)
             for i in (2, 4, 7, 9):

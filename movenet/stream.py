@@ -119,12 +119,12 @@ class Streams:
         if not self._streams:
             return {}
         config = self.model.config
+        newest = {key: (None if frame is None else np.asarray(frame),
+                        None if keypoints is None else np.asarray(keypoints, np.float32))
+                  for key, (frame, keypoints) in movements.items()}
         windows, new = [], []
         for i, (key, stream) in enumerate(self._streams.items()):
-            frame, keypoints = movements[key]
-            window = list(stream.window) + [(None if frame is None else np.asarray(frame),
-                                             None if keypoints is None else np.asarray(keypoints, np.float32))]
-            frames, kps = zip(*window)
+            frames, kps = zip(*(list(stream.window) + [newest[key]]))
             windows.append(Movement(_stacked(frames) if config.uses_frames else None,
                                     _stacked(kps) if config.uses_keypoints else None))
             if stream.n_frames == 0:
@@ -142,9 +142,8 @@ class Streams:
         rows = [part.rows for part in parts]
         sources = [part.controls for part in parts] if self.excitation is not None else []
         # every stream's movement was accepted: now the streams advance
-        for (key, stream), (frame, keypoints) in zip(self._streams.items(), (movements[k] for k in self._streams)):
-            stream.window.append((None if frame is None else np.asarray(frame),
-                                  None if keypoints is None else np.asarray(keypoints, np.float32)))
+        for key, stream in self._streams.items():
+            stream.window.append(newest[key])
         cond = np.stack(rows)  # [B, 1, L * G]
         source = None
         if self.excitation is not None:

@@ -7,8 +7,8 @@ page asks for the camera and sends a JPEG of each frame (longest side SEND_SIDE)
 frame tick (hop / sample rate: 40 ms at 25 fps) the server takes each client's newest frame (the last one again if
 none came), runs MediaPipe Pose on it as `prepare` does when the model listens to keypoints, steps every client's
 stream together in one batched call of the compiled engine (`movenet.stream.Streams`), and sends each client its
-frame's PCM with the keypoints and controls it played from. The page plays the PCM through an AudioWorklet with a
-small jitter buffer and draws the skeleton over its preview.
+frame's PCM with the keypoints and controls it played from. The page plays the PCM through an AudioWorklet with an
+adaptive jitter buffer (movenet/web/worklet.js) and draws the skeleton over its preview.
 
 `--video FILE` plays a file instead of a camera, looping, for every client: its movement is read the way
 `movenet generate` reads it (a synthetic dancer's sidecar, else MediaPipe on its frames), and the server sends
@@ -74,7 +74,9 @@ MIN_SEED, MAX_SEED = 0, 2**32 - 1
 # The clock locks its phase to the first camera: a tick comes PHASE_TARGET after that client's newest frame is
 # ready (decoded, pose found), so the frame waits that long for its tick instead of up to a whole frame period.
 # Each tick moves the phase by PHASE_GAIN of the error, at most PHASE_STEP; other clients keep their own phase.
-PHASE_TARGET, PHASE_GAIN, PHASE_STEP = 0.015, 0.2, 0.002
+# After the camera's first PHASE_ACQUIRE_TICKS the steps are smaller: the clock then follows the camera's drift,
+# not the pose's time on one frame or another, which every client would hear as jitter.
+PHASE_TARGET, PHASE_GAIN, PHASE_STEP, PHASE_TRACK_STEP, PHASE_ACQUIRE_TICKS = 0.015, 0.2, 0.002, 0.0005, 50
 
 
 class ClientError(Exception):
@@ -620,7 +622,8 @@ class LiveServer:
             if session is lead and fresh is not None:  # how long its frame waited for this tick
                 waited = now - session.last.ready_at
                 self.waits.append(waited)
-                self.phase_shift += float(np.clip(-PHASE_GAIN * (waited - PHASE_TARGET), -PHASE_STEP, PHASE_STEP))
+                step = PHASE_STEP if session.played < PHASE_ACQUIRE_TICKS else PHASE_TRACK_STEP
+                self.phase_shift += float(np.clip(-PHASE_GAIN * (waited - PHASE_TARGET), -step, step))
             if not session.streaming:
                 self.streams.add(session.key, session.settings["style"], session.settings["temperature"],
                                  session.settings["seed"])

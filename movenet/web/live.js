@@ -13,7 +13,7 @@ const app = {
   frameIndex: 0, timer: null, sendCanvas: document.createElement("canvas"),
   keypoints: null, controls: null, fileImage: null,
   latencies: [], worklet: {underruns: 0, underrunTimes: [], buffered: 0, level: 0, started: false},
-  server: {}, received: [], ticks: [], audioMessages: 0, captureErrors: 0,
+  server: {}, received: [], ticks: [], bufferTrace: [], audioMessages: 0, captureErrors: 0,
 };
 
 function percentile(values, p) {
@@ -72,7 +72,7 @@ function onAudio(buffer) {
     if (app.latencies.length > 500 && !keep) app.latencies.shift();
   }
   app.audioMessages++;
-  if (keep) { app.received.push(pcm.slice()); app.ticks.push([tick, frame === NO_FRAME ? -1 : frame]); }
+  if (keep) { app.received.push(pcm.slice()); app.ticks.push([tick, frame === NO_FRAME ? -1 : frame, performance.now(), app.ctx ? app.ctx.currentTime : null]); }
   if (app.player) app.player.port.postMessage(pcm, [pcm.buffer]);
 }
 
@@ -84,8 +84,13 @@ async function start() {
       app.ctx = new AudioContext({sampleRate: h.sample_rate, latencyHint: "interactive"});
       await app.ctx.audioWorklet.addModule("/static/worklet.js");
       app.player = new AudioWorkletNode(app.ctx, "movenet-player", {processorOptions: {
-        capacity: h.sample_rate * 2, prefill: 2 * h.hop, maxBuffer: 8 * h.hop}});
-      app.player.port.onmessage = (e) => { app.worklet = e.data; };
+        capacity: h.sample_rate * 2, hop: h.hop, margin: 1.5 * h.hop, maxMargin: 4 * h.hop, maxBuffer: 8 * h.hop,
+        maxStretch: 0.005, window: 4 * h.fps}});
+      app.player.port.onmessage = (e) => {
+        app.worklet = e.data;
+        app.bufferTrace.push([e.data.time, e.data.buffered, e.data.lowWater, e.data.rate, e.data.margin]);
+        if (app.bufferTrace.length > 2400 && !keep) app.bufferTrace.shift();
+      };
       app.gain = new GainNode(app.ctx, {gain: Number($("volume").value)});
       app.player.connect(app.gain).connect(app.ctx.destination);
     }
@@ -230,6 +235,7 @@ window.movenet = {
     startedAt: app.worklet.startedAt, contextTime: app.ctx ? app.ctx.currentTime : null,
     audioMessages: app.audioMessages, framesSent: app.frameIndex, server: app.server, running: app.running,
     buffered: app.worklet.buffered, dropped: app.worklet.dropped, level: app.worklet.level,
+    bufferTrace: app.bufferTrace.slice(),
   }),
   ticks: () => app.ticks,
   // Everything received so far as one little-endian float32 array, base64.

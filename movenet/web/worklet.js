@@ -1,15 +1,26 @@
 // The player: PCM frames from the server into a ring buffer, played at the AudioContext's rate (the model's).
-// Playback starts once `prefill` samples are in (the jitter buffer); an empty buffer when a block is due is an
-// underrun (counted, and playback waits for the prefill again); more than `maxBuffer` samples drops the oldest,
-// so latency cannot grow. Reports its state to the page about four times a second.
+//
+// An adaptive jitter buffer. What matters is the low-water mark: the least audio left when a frame arrives, over
+// the last `window` frames. Playback runs a little fast or slow (at most `maxStretch`, resampled linearly: under
+// 9 cents) to hold that mark at `margin` samples, so neither a late network nor a sound card whose clock drifts
+// from the server's makes it run dry or grow. An empty buffer when a block is due is an underrun: counted, the
+// margin grows by half a frame (up to `maxMargin`), and playback waits until a frame plus the margin is in. More
+// than `maxBuffer` samples drops the oldest, so latency cannot grow. Reports about four times a second.
 class MovenetPlayer extends AudioWorkletProcessor {
   constructor(options) {
     super();
     const o = options.processorOptions;
     this.ring = new Float32Array(o.capacity);
-    this.prefill = o.prefill;
+    this.hop = o.hop;
+    this.margin = o.margin;
+    this.maxMargin = o.maxMargin;
     this.maxBuffer = o.maxBuffer;
+    this.maxStretch = o.maxStretch;
+    this.window = o.window;
+    this.lows = [];  // the buffer's level as each of the last `window` frames arrived
+    this.rate = 1;  // samples read per sample played
     this.read = 0;
+    this.frac = 0;  // the read position between ring[read] and ring[read + 1]
     this.count = 0;
     this.playing = false;
     this.started = false;
@@ -23,6 +34,10 @@ class MovenetPlayer extends AudioWorkletProcessor {
   }
 
   push(pcm) {
+    if (this.playing) {
+      this.lows.push(this.count);
+      if (this.lows.length > this.window) this.lows.shift();
+    }
     const n = this.ring.length;
     for (let i = 0; i < pcm.length; i++) this.ring[(this.read + this.count + i) % n] = pcm[i];
     this.count = Math.min(this.count + pcm.length, n);
@@ -32,27 +47,43 @@ class MovenetPlayer extends AudioWorkletProcessor {
       this.count -= drop;
       this.dropped += drop;
     }
+    this.steer();
+  }
+
+  // Proportional control of the low-water mark: a frame's worth of error is corrected over about 2 s.
+  steer() {
+    if (this.lows.length < Math.min(this.window, 10)) { this.rate = 1; return; }
+    const error = Math.min(...this.lows) - this.margin;
+    const stretch = error / (2 * sampleRate);
+    this.rate = 1 + Math.max(-this.maxStretch, Math.min(this.maxStretch, stretch));
   }
 
   process(inputs, outputs) {
     const out = outputs[0][0];
     const n = this.ring.length;
-    if (!this.playing && this.count >= this.prefill) {
+    if (!this.playing && this.count >= this.hop + this.margin) {
       this.playing = true;
+      this.lows = [];
       if (!this.started) this.startedAt = currentTime;
       this.started = true;
     }
     let i = 0;
     if (this.playing) {
-      for (; i < out.length && this.count > 0; i++) {
-        out[i] = this.ring[this.read];
-        this.read = (this.read + 1) % n;
-        this.count--;
+      for (; i < out.length && this.count > 1; i++) {
+        const a = this.ring[this.read], b = this.ring[(this.read + 1) % n];
+        out[i] = a + (b - a) * this.frac;
+        this.frac += this.rate;
+        while (this.frac >= 1 && this.count > 1) {
+          this.frac -= 1;
+          this.read = (this.read + 1) % n;
+          this.count--;
+        }
       }
       if (i < out.length) {
         this.underruns++;
         this.underrunTimes.push(currentTime);
         this.playing = false;
+        this.margin = Math.min(this.maxMargin, this.margin + this.hop / 2);
       }
     }
     for (; i < out.length; i++) out[i] = 0;
@@ -61,7 +92,8 @@ class MovenetPlayer extends AudioWorkletProcessor {
       const rms = Math.sqrt(this.sumSquares / (this.blocks * out.length));
       this.port.postMessage({underruns: this.underruns, underrunTimes: this.underrunTimes.slice(-50),
                              buffered: this.count, dropped: this.dropped, level: rms, time: currentTime,
-                             started: this.started, startedAt: this.startedAt});
+                             started: this.started, startedAt: this.startedAt, margin: this.margin,
+                             lowWater: this.lows.length ? Math.min(...this.lows) : null, rate: this.rate});
       this.sumSquares = 0;
       this.blocks = 0;
     }

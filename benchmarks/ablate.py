@@ -2,7 +2,7 @@
 score the generated audio of held-out dancers. Prints one JSON line per variant, then a markdown table.
 
     python benchmarks/ablate.py TRAIN_DIR HELDOUT_DIR --minutes 15 [--clips 12] [--out runs/ablate]
-                                [--variants plain source aligned head recipe]
+                                [--variants plain source aligned head recipe kick]
 
 TRAIN_DIR and HELDOUT_DIR are sets prepared with keypoints (or `--features both`), e.g. from `movenet synth
 --seed 0` and `movenet synth --seed 123`. Every variant starts from the shipped recipe
@@ -21,7 +21,8 @@ from movenet import checkpoint
 from movenet.evaluate import evaluate
 from movenet.train import TrainConfig, train
 
-# name: (what it is, model settings, training settings), each on top of the one before it
+# name: (what it is, model settings, training settings), each on top of the one before it (the last two:
+# on top of the recipe)
 VARIANTS = {
     "plain": ("conditional WaveNet on keypoints, no controls", {"controls": False, "motion": False},
               {"control_steps": 0}),
@@ -32,6 +33,7 @@ VARIANTS = {
     "head": ("+ the control head's own first stage (3,000 steps on movement alone)",
              {"controls": True, "motion": False}, {"align_phase": True}),
     "recipe": ("+ motion inputs (each frame's change from the one before): the shipped recipe", {}, {}),
+    "kick": ("the recipe + a kick drum's body in the source after each onset (--kick)", {"kick": True}, {}),
     "frames": ("the recipe, listening to frames instead of keypoints", {"features": "frames"}, {}),
 }
 HEADLINE = ("pitch_accuracy", "hit_f1", "loudness_following", "audible_fraction", "onset_f1")

@@ -60,7 +60,8 @@ _FIELD_RANGES = {"seed": (0, SEED_MAX, False), "num_workers": (0, None, False), 
                  "lr": (0, 10.0, True), "crop_seconds": (0, 3600, True), "layers_per_stack": (1, 30, False),
                  "kernel_size": (1, 16, False), "input_kernel": (1, 64, False), "video_kernel": (1, 64, False),
                  "control_weight": (0, None, False), "span_seconds": (0, 600, False), "control_steps": (0, None, False),
-                 "harmonics": (1, 32, False)}
+                 "harmonics": (1, 32, False), "latent": (0, 64, False), "latent_weight": (0, None, False),
+                 "free_bits": (0, None, False), "reference_seconds": (0.1, 600, False)}
 
 
 def cmd_synth(args) -> None:
@@ -108,7 +109,7 @@ def cmd_demo(args) -> None:
     check_output_dir(args.out)
     model_path = args.model
     if args.train:
-        model_path = demo.train_demo_model(args.out, args.minutes)
+        model_path = demo.train_demo_model(args.out, args.minutes, latent=args.latent)
     demo.run_demo(args.out, args.clips, args.seconds, model_path, args.temperature, args.seed)
 
 
@@ -171,13 +172,19 @@ def cmd_generate(args) -> None:
     from movenet.files import check_output
     from movenet.generate import OUTPUT_SUFFIXES, generate_file
 
-    outputs = [check_output(o, args.force, inputs=(args.checkpoint, args.video), suffixes=OUTPUT_SUFFIXES)
-               for o in args.output]
+    from movenet import style
+
+    outputs = [check_output(o, args.force, inputs=(args.checkpoint, args.video, *(args.like or ())),
+                            suffixes=OUTPUT_SUFFIXES) for o in args.output]
     if len({os.path.abspath(o) for o in outputs}) < len(outputs):
         fatal("the same output is given twice")
     loaded = checkpoint.load(args.checkpoint)
+    try:  # before the work: a bad reference is said at once
+        latent = style.requested(loaded.model, args.variation, args.like, args.mix)
+    except style.StyleError as err:
+        fatal(str(err))
     generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
-                  progress=not args.quiet, precision=args.precision)
+                  progress=not args.quiet, precision=args.precision, latent=latent)
     for out in outputs:
         print(f"wrote {out}")
 
@@ -321,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="sampling temperature; 0 = most likely sample")
     p.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same audio")
     p.add_argument("--style", help="style label (default: the model's first)")
+    p.add_argument("--variation", type=SEED, action="append", metavar="N",
+                   help="a model with a style latent: play the prior's draw number N (another character, the same "
+                        "movement); twice, with --mix, between two")
+    p.add_argument("--like", type=Path, action="append", metavar="REF",
+                   help="a model with a style latent: sound like this recording (.wav, .mp4, ...); twice, with "
+                        "--mix, between two")
+    p.add_argument("--mix", type=number(float, 0, 1), metavar="T",
+                   help="with two latents (--variation / --like): the fraction of the way from the first to the second")
     p.add_argument("--engine", choices=("fast", "torch"), default="fast",
                    help="fast = compiled generator; torch = the reference step loop (slow)")
     _add_precision(p)
@@ -394,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", action="store_true", help="train a model from scratch first (synth + prepare + train)")
     p.add_argument("--minutes", type=number(float, 0, 7 * 24 * 60, above=True), default=60.0,
                    help="training budget for --train")
+    p.add_argument("--latent", type=number(int, 0, 64), default=0,
+                   help="with --train: a style latent of this many dimensions (movenet/model.py; experimental)")
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
     p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=cmd_demo)

@@ -9,12 +9,15 @@ Per video frame there are three controls, the instrument's readable score:
 `analyze` reads them off a soundtrack when a data set is prepared (the training targets: YIN pitch, de Cheveigné
 & Kawahara 2002; frame RMS; percussive onsets); the model predicts them from the movement alone.
 
-`Excitation` turns controls into an audio-rate source signal for the WaveNet, as the neural source-filter models
-do (Wang et al. 2019; DDSP, Engel et al. 2020): the first harmonics of the note as sine/cosine pairs scaled by the
-loudness, a decaying pulse after each onset, and the loudness itself. The WaveNet then shapes a sound that already
-has the right pitch and level instead of finding them in its own noise. The source is causal (the samples of frame
-k depend on the controls of frames <= k: one-pole glides into each frame's values, a phase that accumulates) and
-carries its state across calls, so a video rendered a chunk or a frame at a time gets the same source.
+`Excitation` turns controls into an audio-rate source signal for the WaveNet, as the neural source-filter models do
+(Wang et al. 2019; DDSP, Engel et al. 2020): the first harmonics of the note as sine/cosine pairs scaled by the
+loudness, a decaying pulse after each onset, the loudness itself, and (with `kick`) a drum's body after each onset:
+a sine whose pitch falls from KICK_START_HZ to KICK_END_HZ as it decays, started on the onset frame's first sample,
+so the WaveNet can pass a hit through instead of making a low thump out of its own noise. The WaveNet then shapes a
+sound that already has the right pitch and level instead of finding them in its own noise. The source is causal (the
+samples of frame k depend on the controls of frames <= k: one-pole glides into each frame's values, a phase that
+accumulates) and carries its state across calls, so a video rendered a chunk or a frame at a time gets the same
+source.
 
 Training renders the source from the true controls with the pitch snapped to its note, as generation renders it
 from predicted notes, so the WaveNet sees the same kind of source in both, and `align_phase` shifts it into phase
@@ -34,6 +37,7 @@ LOUDNESS_FLOOR_DB = -80.0  # as metrics.frame_loudness_db: mu-law silence decode
 SILENT_DB = -60.0  # below this a frame plays nothing: its source is zero
 # A controls array has 3 columns: f0 (Hz, 0 = none), loudness (dBFS), onset (0 / 1).
 SILENT = np.array([0.0, LOUDNESS_FLOOR_DB, 0.0], np.float32)  # the controls of silence (before a clip)
+_NO_KICK = 2**40  # a kick age (samples) long past
 
 # YIN
 YIN_WINDOW = 200  # integration window; with the longest lag the analysis spans 468 samples, inside one frame
@@ -49,11 +53,23 @@ ONSET_POS_WEIGHT = 4.0
 AMP_GLIDE_SECONDS = 0.01
 PITCH_GLIDE_SECONDS = 0.005
 ONSET_DECAY_SECONDS = 0.04
+KICK_START_HZ, KICK_END_HZ = 150.0, 50.0  # a kick drum's pitch drop ...
+KICK_SWEEP_SECONDS, KICK_DECAY_SECONDS = 0.03, 0.05  # ... and how fast it falls and fades
+KICK_SECONDS = 6 * KICK_DECAY_SECONDS  # later it is silent (under -50 dB)
 
 
-def n_channels(harmonics: int) -> int:
-    """Source channels: a sine and a cosine per harmonic, the onset pulse, the loudness."""
-    return 2 * harmonics + 2 if harmonics else 0
+def n_channels(harmonics: int, kick: bool = False) -> int:
+    """Source channels: a sine and a cosine per harmonic, the onset pulse, the loudness, the kick."""
+    return 2 * harmonics + 2 + bool(kick) if harmonics else 0
+
+
+def kick_wave(age) -> np.ndarray:
+    """The kick `age` seconds after its onset (float64 seconds; negative or past KICK_SECONDS: 0). The
+    phase is the closed-form integral of the falling pitch, so any sample is rendered from its age alone."""
+    t = np.asarray(age, dtype=np.float64)
+    drop = (KICK_START_HZ - KICK_END_HZ) * KICK_SWEEP_SECONDS * (1.0 - np.exp(-t / KICK_SWEEP_SECONDS))
+    wave = np.sin(2 * np.pi * (KICK_END_HZ * t + drop)) * np.exp(-t / KICK_DECAY_SECONDS)
+    return np.where((t >= 0) & (t < KICK_SECONDS), wave, 0.0)
 
 
 # -- notes ------------------------------------------------------------------------------------------------------------
@@ -164,6 +180,7 @@ class SourceState:
     pitched_amp: np.ndarray  # the glide's current amplitude of the harmonics
     amp: np.ndarray  # the glide's current loudness amplitude
     pulse: np.ndarray  # the onset pulse's current value
+    kick_age: np.ndarray  # samples since the last onset (large: none)
 
     @classmethod
     def silent(cls, batch: int) -> "SourceState":
@@ -176,22 +193,22 @@ class SourceState:
         c = np.asarray(controls, dtype=np.float64)
         amp, pitched = amplitude(c[:, 1]), c[:, 0] > 0
         return cls(np.zeros(len(c)), np.where(pitched, np.log2(np.maximum(c[:, 0], 1.0)), np.log2(440.0)),
-                   np.where(pitched, amp, 0.0), amp, np.zeros(len(c)))
+                   np.where(pitched, amp, 0.0), amp, np.zeros(len(c)), np.full(len(c), _NO_KICK))
 
 
 class Excitation:
     """Renders the source of controls frame by frame: `render(controls [B, T_v, 3], state)` -> float32
-    [B, T_v * hop, n_channels(harmonics)], advancing `state` (a SourceState) in place."""
+    [B, T_v * hop, n_channels(harmonics, kick)], advancing `state` (a SourceState) in place."""
 
     @classmethod
     def of(cls, model_config) -> "Excitation | None":
         """The source a model (a ModelConfig) hears, or None for a model without controls."""
         c = model_config
-        return cls(c.harmonics, c.hop, c.sample_rate) if c.controls else None
+        return cls(c.harmonics, c.hop, c.sample_rate, c.kick) if c.controls else None
 
-    def __init__(self, harmonics: int, hop: int, sample_rate: int):
-        self.harmonics, self.hop, self.sample_rate = harmonics, hop, sample_rate
-        self.channels = n_channels(harmonics)
+    def __init__(self, harmonics: int, hop: int, sample_rate: int, kick: bool = False):
+        self.harmonics, self.hop, self.sample_rate, self.kick = harmonics, hop, sample_rate, bool(kick)
+        self.channels = n_channels(harmonics, kick)
         steps = np.arange(1, hop + 1)
         self.amp_decay = np.exp(-steps / (AMP_GLIDE_SECONDS * sample_rate))  # [hop]: weight of the old value
         self.pitch_decay = np.exp(-steps / (PITCH_GLIDE_SECONDS * sample_rate))
@@ -225,6 +242,10 @@ class Excitation:
                 out[:, rows, H:2 * H] = gain * np.cos(harmonic)
                 out[:, rows, 2 * H] = pulse
                 out[:, rows, 2 * H + 1] = amp_all
+            age = np.where(onset > 0.5, 0, state.kick_age)  # an onset starts its kick on the frame's first sample
+            if self.kick and H:
+                out[:, rows, 2 * H + 2] = kick_wave((age[:, None] + np.arange(hop)) / self.sample_rate)
+            state.kick_age = np.minimum(age + hop, _NO_KICK)
             state.phase = np.mod(phase[:, -1], 2 * np.pi)
             state.log2_f0, state.pitched_amp, state.amp, state.pulse = log2_f[:, -1], amp_h[:, -1], amp_all[:, -1], \
                 pulse[:, -1]

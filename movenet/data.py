@@ -501,12 +501,14 @@ class ClipDataset:
         frames     uint8 [n_frames, H, W, C]    if the set stores frames; frame i covers codes[1 + i*hop: 1 + (i+1)*hop]
         keypoints  float32 [n_frames, J, 3]     if the set stores keypoints, aligned the same way
         controls   float32 [n_frames, 3]        the soundtrack's controls (movenet.controls), aligned the same way
-        excitation float32 [n_frames * hop, E]  with `harmonics`: the source those controls play, notes snapped
-                                                (controls.Excitation), row i for target codes[1 + i]; with
+        excitation float32 [n_frames * hop, E]  with `harmonics` (and `kick`): the source those controls play, notes
+                                                snapped (controls.Excitation), row i for target codes[1 + i]; with
                                                 `align_phase`, in phase with the crop's audio
         label      int64 []                     index into `labels`
         span_frames, span_keypoints, span_controls    with `span_frames` > 0: a longer stretch of the same clip
                                                 (span_frames of them), for the control head
+        reference_audio float32 [reference_samples]  with `reference_samples` > 0: a stretch of the same clip's
+                                                soundtrack from a random start, for a style latent's encoder
     with n_frames = context_frames + crop_frames: the model's context, then the part it is scored on.
 
     A crop never crosses clips. It may begin up to context_frames before its clip, so the start of every clip is
@@ -518,7 +520,7 @@ class ClipDataset:
 
     def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_frames: int = 25,
                  context_frames: int = 0, seed: int = 0, labels: list[str] | None = None, harmonics: int = 0,
-                 span_frames: int = 0, align_phase: bool = True):
+                 span_frames: int = 0, align_phase: bool = True, kick: bool = False, reference_samples: int = 0):
         self.root = Path(prepared_dir)
         self.manifest = load_manifest(self.root)
         self.config = data_config_from_manifest(self.manifest)
@@ -534,8 +536,10 @@ class ClipDataset:
         self.weights = lengths / lengths.sum()
         self.n_items = max(1, int(lengths.sum()) // (crop_frames * self.hop))
         self._arrays: dict[int, dict] = {}
-        self.excitation = controls.Excitation(harmonics, self.hop, self.config.sample_rate) if harmonics else None
-        self.span_frames, self.align_phase = span_frames, align_phase
+        self.excitation = controls.Excitation(harmonics, self.hop, self.config.sample_rate, kick) if harmonics \
+            else None
+        self.span_frames, self.align_phase, self.reference_samples = span_frames, align_phase, reference_samples
+        self.kick_frames = -(-round(controls.KICK_SECONDS * self.config.sample_rate) // self.hop)
 
     def __len__(self) -> int:
         return self.n_items
@@ -574,6 +578,10 @@ class ClipDataset:
         if self.excitation is not None:
             before = controls.SILENT if start_frame <= 0 else arrays["controls"][start_frame - 1]
             state = controls.SourceState.holding(controls.snap_to_notes(before)[None])
+            before_crop = arrays["controls"][max(0, start_frame - self.kick_frames): max(0, start_frame), 2]
+            onsets = np.flatnonzero(np.asarray(before_crop) > 0.5)
+            if len(onsets):  # a kick started before the crop still sounds in it
+                state.kick_age[:] = (len(before_crop) - onsets[-1]) * hop
             source = self.excitation.render(controls.snap_to_notes(rows)[None], state)[0]
             if self.align_phase:  # in phase with the crop's audio (controls.align_phase)
                 source = controls.align_phase(source, audio.mu_law_decode(codes[1:]), hop, self.excitation.harmonics)
@@ -594,7 +602,26 @@ class ClipDataset:
         item = self.crop(clip_index, start_frame)
         if self.span_frames:
             item.update(self.span(clip_index, index))
+        if self.reference_samples:
+            item["reference_audio"] = self.reference(clip_index, index)
         return item
+
+    def soundtrack(self, clip_index: int, max_samples: int | None = None) -> np.ndarray:
+        """The clip's audio from its start (at most max_samples), float32 in [-1, 1]."""
+        return audio.mu_law_decode(np.asarray(self._open(clip_index)["codes"][:max_samples])).astype(np.float32)
+
+    def reference(self, clip_index: int, index: int):
+        """reference_samples of the clip's soundtrack (float32 in [-1, 1]) from a random start, seeded like `draw`;
+        a shorter clip is padded with silence."""
+        import torch
+
+        codes = self._open(clip_index)["codes"]
+        n = self.reference_samples
+        start = int(np.random.default_rng((self.seed, self.epoch, index, 2)).integers(0, max(len(codes) - n, 0) + 1))
+        part = np.asarray(codes[start: start + n])
+        if len(part) < n:
+            part = np.concatenate([np.full(n - len(part), audio.SILENCE, np.uint8), part])
+        return torch.from_numpy(audio.mu_law_decode(part).astype(np.float32))
 
     def spans(self, indices) -> dict:
         """A batch of spans alone (the control head's training), item `index` from the clip `draw(index)` picks:

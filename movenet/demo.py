@@ -3,6 +3,9 @@ repository, and show how well it follows them.
 
     synth (held-out seed) -> generate (compiled engine) -> demo_out/<clip>.mp4, .wav, .png
 
+With a model that has a style latent (`--train --latent 4`, or `--model` one), the first dancer is also played with
+three draws of the latent: demo_out/styles/.
+
 `movenet demo --train` first trains a model from scratch within a time budget, the way the shipped one was made
 (the model and training settings are the defaults of ModelConfig and TrainConfig):
 
@@ -24,12 +27,13 @@ from movenet.movement import condition, read_movement
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = ASSETS / "demo.pt"
+STYLE_VARIATIONS = (0, 1, 2)
 HELD_OUT_SEED = 1234  # training data uses seed 0: these dancers were never seen
 
 
-def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float = 10.0) -> Path:
-    """Synthesize, prepare and train with the shipped model's recipe (the defaults) for `minutes`; returns
-    model.pt."""
+def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float = 10.0, latent: int = 0) -> Path:
+    """Synthesize, prepare and train with the shipped model's recipe (the defaults; with `latent`, a style latent of
+    that many dimensions) for `minutes`; returns model.pt."""
     from movenet.data import DataConfig, prepare
     from movenet.train import TrainConfig, train
 
@@ -41,7 +45,8 @@ def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float 
     print("   " + prepare(data_dir, prepared_dir, DataConfig(features="keypoints"), workers=2).summary())
     # The OneCycle schedule follows the time budget (trainer.MoveNetModule.progress): no step count to guess.
     print(f"training for {minutes:g} min into {run_dir}")
-    return train(prepared_dir, run_dir, {}, TrainConfig(max_minutes=minutes, max_steps=10**7), force=True)
+    return train(prepared_dir, run_dir, {"latent": latent} if latent else {},
+                 TrainConfig(max_minutes=minutes, max_steps=10**7), force=True)
 
 
 def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.0, model_path: Path | None = None,
@@ -84,7 +89,32 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
                      f"hit F1 {got['hit_f1']:.2f} ({own['hit_f1']:.2f}), loudness following "
                      f"{got['loudness_following']:.2f}")
     print("\n".join(lines))
+    if loaded.model.config.latent and sources:
+        print("\n".join(play_styles(model_path, sources[0], out / "styles", seconds, temperature, seed)))
     print(f"done: {out}/ holds, per clip, the video with its generated soundtrack (.mp4), the audio (.wav), the score "
           f"(.mid) and a picture of it beside the ground truth (.png), e.g.\n   {written[0]}\n   "
           f"{written[0].with_suffix('.png')}")
     return written
+
+
+def play_styles(model_path: Path, source: Path, out: Path, seconds: float, temperature: float = 1.0,
+                seed: int = 0) -> list[str]:
+    """One dancer played by a style model with draws STYLE_VARIATIONS of its latent (`--variation N`): a WAV each and
+    a PNG of them side by side in `out`; returns the lines to print."""
+    from movenet import style
+
+    loaded = checkpoint.load(model_path)
+    sidecar = pose.read_sidecar(source)
+    label = loaded.label_index(sidecar["style"] if loaded.labels else None, unknown="first")
+    movement = read_movement(source, loaded.inputs)
+    sr = loaded.inputs.sample_rate
+    panels = []
+    for k in STYLE_VARIATIONS:
+        wav = generate_audio(loaded, movement, label, temperature, seed, progress=False,
+                             latent=style.prior_draw(loaded.model, k))
+        write_outputs(loaded, source, wav, [out / f"{source.stem}_variation_{k}.wav"])
+        panels.append((f"--variation {k}", wav))
+    png = plot.style_figure(out / f"{source.stem}_styles.png", panels, sr, sidecar,
+                            title=f"{source.stem}: the same dancer, three draws of the style latent ({seconds:g} s)")
+    return [f"   styles: {source.stem} played with {len(panels)} draws of {model_path.name}'s style latent: "
+            f"{out}/{source.stem}_variation_*.wav, {png}"]

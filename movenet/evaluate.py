@@ -163,6 +163,8 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
     report = {"checkpoint_step": loaded.step, "data_dir": str(data_dir), "n_clips": len(clips),
               "temperature": temperature, "seed": seed, "precision": precision,
               "likelihood_bits_per_sample": likelihood(model, clips, pool, sr, progress)}
+    if model.config.latent:
+        report["style_latent"] = style_kl(model, clips)
 
     # Rhythm and ground truth on generated audio, with the reference rows.
     metric_rows = []
@@ -224,6 +226,23 @@ def _fit_codes(codes: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([codes, np.full(n - len(codes), audio.SILENCE, np.uint8)])
 
 
+def style_kl(model: MoveNet, clips: list[EvalClip]) -> dict | str:
+    """How much a latent model's z carries: the KL to the prior of each clip's posterior (from its true audio),
+    nats per clip; near 0 would mean the latent is unused."""
+    from movenet import style
+
+    rows = []
+    for clip in clips:
+        if clip.codes is not None:
+            rows.append({"clip": clip.name, "kl_nats": style.kl_nats(*style.posterior(model, audio.mu_law_decode(
+                clip.codes)))})
+    if not rows:
+        return NO_GROUND_TRUTH
+    kls = [r["kl_nats"] for r in rows]
+    return {"kl_nats_per_clip": {"mean": float(np.mean(kls)), "min": float(np.min(kls)), "max": float(np.max(kls))},
+            "per_clip": rows}
+
+
 def format_report(report: dict) -> str:
     """The report as the lines `movenet evaluate` prints: likelihood, then a table of metric x condition."""
     lines = []
@@ -235,6 +254,11 @@ def format_report(report: dict) -> str:
                      f"conditioning gain {likelihood['conditioning_gain']:.3f}")
     else:
         lines.append(f"likelihood: {likelihood} (no audio track)")
+    kl = report.get("style_latent")
+    if isinstance(kl, dict):
+        k = kl["kl_nats_per_clip"]
+        lines.append(f"style latent: KL to the prior {k['mean']:.2f} nats per clip (min {k['min']:.2f}, "
+                     f"max {k['max']:.2f}, {len(kl['per_clip'])} clips)")
     summary = report["generated"]["summary"]
     # Headline metrics first; the published rhythm scores after them, for comparison only (they reward noise).
     names = [m for m in (*metrics.HEADLINE, "bas_true_beats", "bas", "bhs", "bcs") if m in summary]

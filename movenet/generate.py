@@ -95,7 +95,7 @@ def make_engine(model: MoveNet, engine: str = "fast", precision: str = "auto") -
 
 def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement], labels: Sequence[int | None],
                     seeds: Sequence[int], temperature: float = 1.0, chunk_frames: int = CHUNK_FRAMES,
-                    threads: int = 1) -> Iterator[np.ndarray]:
+                    threads: int = 1, latents: Sequence[np.ndarray | None] | None = None) -> Iterator[np.ndarray]:
     """Soundtracks for B movements of equal length, generated side by side a chunk at a time, in memory that does
     not grow with their length.
 
@@ -116,7 +116,8 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
     state = None
     for start in range(0, n_frames, chunk_frames):
         stop = min(n_frames, start + chunk_frames)
-        parts = [condition(model, m, label, start, stop) for m, label in zip(movements, labels)]
+        parts = [condition(model, m, label, start, stop, z)
+                 for m, label, z in zip(movements, labels, latents or [None] * len(movements))]
         cond = np.stack([p.rows for p in parts])
         source = None if excitation is None else excitation.render(np.stack([p.controls for p in parts]), source_state)
         if state is None:
@@ -126,8 +127,10 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
 
 
 def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
-                   seed: int = 0, engine: str = "fast", progress: bool = True, precision: str = "auto") -> np.ndarray:
-    """The soundtrack of a whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's sample rate."""
+                   seed: int = 0, engine: str = "fast", progress: bool = True, precision: str = "auto",
+                   latent: np.ndarray | None = None) -> np.ndarray:
+    """The soundtrack of a whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's sample rate.
+    latent: a style latent z (movenet.style; None: the style's centroid) for a model with one."""
     from tqdm import tqdm
 
     model = loaded.model
@@ -136,7 +139,7 @@ def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None,
     bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({runner.name})",
                disable=not progress, dynamic_ncols=True)
     done = 0
-    for codes in generate_chunks(runner, model, [movement], [label], [seed], temperature):
+    for codes in generate_chunks(runner, model, [movement], [label], [seed], temperature, latents=[latent]):
         wav[done: done + codes.shape[1]] = audio.mu_law_decode(codes[0])
         done += codes.shape[1]
         bar.update(codes.shape[1])
@@ -167,12 +170,12 @@ def write_outputs(loaded: Loaded, video_path: str | Path, wav: np.ndarray, outpu
 
 def generate_file(loaded: Loaded, video_path: str | Path, outputs: Sequence[Path], temperature: float = 1.0,
                   seed: int = 0, style: str | None = None, engine: str = "fast", progress: bool = True,
-                  precision: str = "auto") -> np.ndarray:
+                  precision: str = "auto", latent: np.ndarray | None = None) -> np.ndarray:
     """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it; .mid: the
-    score the model read off the movement)."""
+    score the model read off the movement). latent: a style latent z (movenet.style) for a model with one."""
     label = loaded.label_index(style)
     movement = read_movement(video_path, loaded.inputs, progress)
-    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress, precision)
+    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress, precision, latent)
     score = None
     if any(out.suffix.lower() == ".mid" for out in outputs):
         score = condition(loaded.model, movement, label).controls

@@ -619,6 +619,29 @@ def onset_f1(pred_onset_times, reference_times, tolerance: float = ONSET_TOLERAN
     return event_prf(pred_onset_times, reference_times, tolerance)
 
 
+# ----------------------------------------------------------------------------- timbre
+
+TIMBRE_MFCCS = 13  # coefficients 1..13: the spectral envelope's shape (coefficient 0, the level, left out)
+
+
+def timbre(wav, sr: int) -> np.ndarray:
+    """A sound's character as a vector, float64 [TIMBRE_MFCCS]: the mean MFCCs 1..13 over its audible frames
+    (above AUDIBLE_DB), so neither level nor when things happen enters; zeros for a silent sound. Distances between
+    these vectors compare timbres (the style latent's measurements, benchmarks/bench_style.py)."""
+    import librosa
+
+    y = _mono(wav)
+    hop, n_fft = _analysis_grid(sr)
+    if y.size < n_fft:
+        return np.zeros(TIMBRE_MFCCS)
+    mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=TIMBRE_MFCCS + 1, n_fft=n_fft, hop_length=hop, n_mels=40)
+    rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)[0]
+    audible = 20 * np.log10(np.maximum(rms, 1e-10)) > AUDIBLE_DB
+    if not audible.any():
+        return np.zeros(TIMBRE_MFCCS)
+    return mfcc[1:, audible[: mfcc.shape[1]]].mean(axis=1).astype(np.float64)
+
+
 # ----------------------------------------------------------------------------- one clip
 
 

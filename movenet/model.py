@@ -13,12 +13,21 @@ frames already shown: the model can play live.
 The sequence path (`logits`) is *valid*: its first receptive_field - 1 inputs are context, and it returns logits
 for the rest. `teacher_forced` adds the pre-roll (silence, first frame held) so that a whole clip gets logits from
 its first sample, and `init_state` starts `step` from exactly that pre-roll, so step == teacher_forced.
+
+The style latent (`latent` > 0; Chorowski et al. 2019, a WaveNet autoencoder with a VAE bottleneck): a
+`StyleEncoder` reads a stretch of a clip's soundtrack into the posterior of a small `z`, which joins every layer's
+conditioning beside the movement, as the style label does in a model without it. The control head never sees `z`,
+so the movement alone still decides note, loudness and hits; `z` decides how they sound. The KL term (with free
+bits) keeps the posterior near the prior N(0, I), so a draw from the prior plays too. A model with a latent plays,
+when given no `z`, its style's centroid (`style_centroids`, the mean posterior of that style's training clips).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +35,8 @@ from torch import nn
 from movenet import controls, inputs
 from movenet.audio import SILENCE
 from movenet.inputs import FEATURES, InputConfig
-from movenet.nn import ControlHead, DilatedCausalConv, FrameEncoder, KeypointEncoder, ResidualBlock, TemporalConv
+from movenet.nn import (ControlHead, DilatedCausalConv, FrameEncoder, KeypointEncoder, ResidualBlock, StyleEncoder,
+                        TemporalConv)
 
 # Settings the data fixes (its InputConfig and its styles), not the user: `ModelConfig.for_inputs` sets them.
 FROM_DATA = ("hop", "sample_rate", "frame_size", "frame_channels", "n_joints", "n_labels", "n_classes")
@@ -58,10 +68,13 @@ class ModelConfig:
     # style (global conditioning); 0 = none
     n_labels: int = 0
     # explicit controls (movenet.controls): a head predicts each frame's note, loudness and onset from the movement,
-    # and the source they play (`harmonics` of the note, an onset pulse, the loudness) enters every layer's gates
+    # and the source they play (`harmonics` of the note, an onset pulse, the loudness; with `kick`, a kick drum's
+    # body after each onset) enters every layer's gates
     controls: bool = True
     harmonics: int = 4
+    kick: bool = False  # not yet in the recipe: the shipped model was trained before it (README, ablation)
     motion: bool = True  # the movement encoders also see each frame's change from the one before
+    latent: int = 0  # dimensions of the learned style latent z (0: none); the WaveNet hears z instead of the label
     sample_rate: int = 16000  # of the data: the source's frequencies are in Hz
 
     def __post_init__(self):
@@ -88,7 +101,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         """Build from a checkpoint's plain dict; unknown keys are an error (a newer checkpoint format)."""
-        d = {"controls": False, "motion": False, **d}  # made before the control head and motion inputs existed
+        d = {"controls": False, "motion": False, "kick": False, "latent": 0, **d}  # made before these existed
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -119,7 +132,7 @@ class ModelConfig:
     @property
     def source_channels(self) -> int:
         """Channels of the source signal the WaveNet hears beside its own past (0 without controls)."""
-        return controls.n_channels(self.harmonics) if self.controls else 0
+        return controls.n_channels(self.harmonics, self.kick) if self.controls else 0
 
     @property
     def uses_frames(self) -> bool:
@@ -159,7 +172,13 @@ class MoveNet(nn.Module):
         # V_f, V_g of every layer in one projection at frame rate; holding it for `hop` samples is the up-sampler
         # (a projection commutes with holding), so conditioning costs nothing per sample.
         self.cond_proj = nn.Linear(c.video_channels, c.n_layers * c.gate_channels)
-        self.label_embed = nn.Embedding(c.n_labels, c.n_layers * c.gate_channels) if c.n_labels else None
+        self.label_embed = nn.Embedding(c.n_labels, c.n_layers * c.gate_channels) \
+            if c.n_labels and not c.latent else None
+        if c.latent:
+            self.style_encoder = StyleEncoder(c.latent, c.sample_rate)
+            self.latent_proj = nn.Linear(c.latent, c.n_layers * c.gate_channels)
+            # set after training (train.style_centroids): what a style plays when no z is given
+            self.register_buffer("style_centroids", torch.zeros(max(1, c.n_labels), c.latent))
         self.control_head = ControlHead(c.video_channels, c.n_labels) if c.controls else None
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.n_classes)
@@ -177,11 +196,13 @@ class MoveNet(nn.Module):
     # -- conditioning ---------------------------------------------------------------------------------------------
 
     def encode(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
-               labels: torch.Tensor | None = None, detach: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+               labels: torch.Tensor | None = None, detach: bool = False, latent: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The movement's per-frame conditioning of all layers [B, T_v, n_layers * G], and the control head's
         output [B, T_v, controls.N_PITCH_CLASSES + 2] (None without controls; `controls.from_head` reads it).
 
-        frames: uint8 [B, T_v, H, W, C]; keypoints: float [B, T_v, J, 3]; labels: int64 [B] (style).
+        frames: uint8 [B, T_v, H, W, C]; keypoints: float [B, T_v, J, 3]; labels: int64 [B] (style); latent: float
+        [B, latent] (a model with a style latent; None: the labels' centroids).
         Causal in frames: row k depends on frames k - frame_lookback .. k only (frame 0 held before the start).
         detach: the conditioning's gradient stops at the movement features (only the head's losses train the
         encoders).
@@ -202,8 +223,18 @@ class MoveNet(nn.Module):
         cond = self.cond_proj(features.detach() if detach else features)
         if self.label_embed is not None:
             cond = cond + self.label_embed(labels)[:, None, :]
+        if c.latent:
+            if latent is None:
+                latent = self.style_centroids[labels if c.n_labels else torch.zeros(len(cond), dtype=torch.long)]
+            cond = cond + self.latent_proj(latent.to(cond.dtype))[:, None, :]
         head = self.control_head(features, labels) if self.control_head is not None else None
         return cond, head
+
+    def encode_style(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior of the style latent of audio wav float [B, T] in [-1, 1]: (mean, log-variance) [B, latent]."""
+        if not self.config.latent:
+            raise ValueError("this model has no style latent")
+        return self.style_encoder(wav)
 
     def condition(self, frames: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
                   labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -250,7 +281,7 @@ class MoveNet(nn.Module):
         """`logits` with the conditioning computed from the movement: see `logits` and `encode`."""
         return self.logits(codes, self.condition(frames, keypoints, labels), source)
 
-    def loss(self, batch: dict, score_encoder: bool = False) -> dict[str, torch.Tensor]:
+    def loss(self, batch: dict, score_encoder: bool = False, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
         """Mean losses of a training batch (ClipDataset items, stacked), nats: "audio" (cross-entropy per sample)
         and, with controls, the control head's "pitch" (cross-entropy over notes), "loudness" (squared error of the
         scaled dB) and "onset" (binary cross-entropy) per frame.
@@ -262,13 +293,23 @@ class MoveNet(nn.Module):
         "span_keypoints" with "span_controls" when the batch has them (a longer stretch of movement: more frames
         to learn notes from, at little cost), else from the crop's own. score_encoder: only the head's losses train
         the movement encoders (the audio's stop at the conditioning), so what they learned to read stays put.
+
+        With a style latent, "reference_audio" [B, T_r] (a stretch of the crop's clip) gives z's posterior: z is
+        drawn from it in training (its mean in eval mode), and the losses add "kl" (KL to the prior, nats per clip)
+        and "kl_free" (the same with each dimension's KL at least `free_bits`: what training minimizes, so the
+        latent is not pushed into disuse).
         """
         c = self.config
         head_losses_apply = self.control_head is not None and "controls" in batch
         movement = lambda prefix: (batch.get(prefix + "frames") if c.uses_frames else None,  # noqa: E731
                                    batch.get(prefix + "keypoints") if c.uses_keypoints else None,
                                    batch.get("label") if c.n_labels else None)
-        cond, head = self.encode(*movement(""), detach=score_encoder and head_losses_apply)
+        kl = latent = None
+        if c.latent:
+            mean, log_var = self.encode_style(batch["reference_audio"])
+            latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
+            kl = (0.5 * (mean ** 2 + log_var.exp() - log_var - 1)).mean(0)  # per dimension, nats
+        cond, head = self.encode(*movement(""), detach=score_encoder and head_losses_apply, latent=latent)
         codes = batch["codes"]
         logits = self.logits(codes[:, :-1], cond, batch.get("excitation"))
         audio_targets = codes[:, c.receptive_field:]
@@ -278,6 +319,8 @@ class MoveNet(nn.Module):
             if "span_controls" in batch:
                 head, targets = self.encode(*movement("span_"))[1], batch["span_controls"]
             losses.update(controls.head_losses(head.float(), targets))
+        if kl is not None:
+            losses["kl"], losses["kl_free"] = kl.sum(), kl.clamp(min=free_bits).sum()
         return losses
 
     def with_preroll(self, codes: torch.Tensor, cond: torch.Tensor, source: torch.Tensor | None = None

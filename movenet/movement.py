@@ -121,21 +121,22 @@ class Conditioning(NamedTuple):
 
 
 @torch.no_grad()
-def condition(model, movement: Movement, label: int | None = None, start: int = 0, stop: int | None = None
-              ) -> Conditioning:
+def condition(model, movement: Movement, label: int | None = None, start: int = 0, stop: int | None = None,
+              latent: np.ndarray | None = None) -> Conditioning:
     """The conditioning of frames start .. stop - 1 (default: to the end): rows float32 [stop - start, L * G] and
     the controls the model's head predicts for them (`controls.from_head`).
 
-    model: a MoveNet; label: its style id (None for a model without styles). Runs the movement encoders on frames
+    model: a MoveNet; label: its style id (None for a model without styles); latent: a style latent z float32
+    [latent] (a model with one; None: the style's centroid, movenet.style). Runs the movement encoders on frames
     start - frame_lookback .. stop - 1 only: row k depends on frames k - frame_lookback .. k (causal), so these rows
     equal those of the whole video (to float32 rounding), and a long video can be conditioned a chunk at a time.
     """
-    return condition_many(model, [movement], [label], start, stop)[0]
+    return condition_many(model, [movement], [label], start, stop, [latent])[0]
 
 
 @torch.no_grad()
-def condition_many(model, movements: list[Movement], labels: list, start: int = 0, stop: int | None = None
-                   ) -> list[Conditioning]:
+def condition_many(model, movements: list[Movement], labels: list, start: int = 0, stop: int | None = None,
+                   latents: list | None = None) -> list[Conditioning]:
     """`condition` of several movements of the same length in one pass of the encoders (live streams share it)."""
     config = model.config
     for movement, label in zip(movements, labels):
@@ -153,7 +154,28 @@ def condition_many(model, movements: list[Movement], labels: list, start: int = 
         if config.uses_frames else None
     keypoints = torch.from_numpy(np.stack([np.ascontiguousarray(p.keypoints, dtype=np.float32) for p in parts])) \
         if config.uses_keypoints else None
-    cond, head = model.encode(frames, keypoints, torch.tensor([int(x) for x in labels]) if config.n_labels else None)
+    label_ids = torch.tensor([int(x) for x in labels]) if config.n_labels else None
+    cond, head = model.encode(frames, keypoints, label_ids, latent=_latents(model, label_ids, latents))
     rows = cond[:, start - lo:].float().numpy()
     played = None if head is None else controls.from_head(head[:, start - lo:].float().numpy())
     return [Conditioning(rows[b], None if played is None else played[b]) for b in range(len(movements))]
+
+
+def _latents(model, label_ids, latents) -> torch.Tensor | None:
+    """The style latents [B, latent] to condition on: each given z, the style's centroid where none is given; None
+    for a model without a latent or when none is given (encode then takes the centroids itself)."""
+    if latents is None or all(z is None for z in latents):
+        return None
+    if not model.config.latent:
+        raise InputMismatch("this model has no style latent: give no latent")
+    rows = []
+    for b, z in enumerate(latents):
+        if z is None:
+            rows.append(model.style_centroids[int(label_ids[b]) if label_ids is not None else 0])
+        else:
+            z = torch.as_tensor(np.asarray(z, np.float32))
+            if z.shape != (model.config.latent,):
+                raise InputMismatch(f"a style latent of this model has {model.config.latent} numbers, got "
+                                    f"{list(z.shape)}")
+            rows.append(z)
+    return torch.stack(rows)

@@ -322,3 +322,51 @@ class ControlHead(nn.Module):
         if self.label_embed is not None:
             features = features + self.label_embed(labels)[:, None, :]
         return self.mlp(features)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 40.0) -> torch.Tensor:
+    """Triangular filters on the mel scale (HTK), [n_mels, n_fft // 2 + 1], each summing to one."""
+    def mel(hz):
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+    def hz(m):
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    edges = hz(torch.linspace(mel(torch.tensor(f_min)), mel(torch.tensor(sample_rate / 2.0)), n_mels + 2,
+                              dtype=torch.float64))
+    bins = torch.linspace(0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up, down = (bins - lo) / (mid - lo), (hi - bins) / (hi - mid)
+    filters = torch.clamp(torch.minimum(up, down), min=0.0)
+    return (filters / filters.sum(1, keepdim=True).clamp(min=1e-12)).float()
+
+
+class StyleEncoder(nn.Module):
+    """Audio -> the posterior of a style latent, mean and log-variance [B, latent] each.
+
+    The log-mel spectrum of each frame with its level taken out (the level follows the movement, not the
+    instrument), two convolutions, then the mean over the frames that sound: what stays constant across a stretch
+    of the soundtrack (its timbre, its texture) survives, when things happen does not."""
+
+    N_FFT, HOP, N_MELS = 512, 256, 40
+    AUDIBLE_DB = 40.0  # frames this far below the loudest one are left out of the mean
+    RANGE_DB = 80.0  # bands this far below their frame's loudest read as this, whatever the level
+
+    def __init__(self, latent: int, sample_rate: int, width: int = 64):
+        super().__init__()
+        self.register_buffer("mel", mel_filterbank(sample_rate, self.N_FFT, self.N_MELS), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.N_FFT), persistent=False)
+        self.convs = nn.Sequential(nn.Conv1d(self.N_MELS, width, 3, padding=1), nn.ReLU(),
+                                   nn.Conv1d(width, width, 3, padding=2, dilation=2), nn.ReLU())
+        self.out = nn.Linear(width, 2 * latent)
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """wav float [B, T] (T >= N_FFT) -> (mean, log-variance), float32 [B, latent] each."""
+        spec = torch.stft(wav.float(), self.N_FFT, self.HOP, window=self.window, return_complex=True).abs() ** 2
+        db = 10 * torch.log10(self.mel @ spec + 1e-10)  # [B, N_MELS, frames]
+        level = db.amax(1, keepdim=True)  # each frame's loudest band
+        sounding = (level > level.amax(2, keepdim=True) - self.AUDIBLE_DB).float()  # [B, 1, frames]
+        h = self.convs((db - level).clamp(min=-self.RANGE_DB) / 20.0)  # the shape of each frame's spectrum
+        pooled = (h * sounding).sum(2) / sounding.sum(2).clamp(min=1.0)
+        mean, log_var = self.out(pooled).chunk(2, dim=-1)
+        return mean, log_var.clamp(-10.0, 5.0)

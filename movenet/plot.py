@@ -245,3 +245,30 @@ def soundtrack_figure(path: str | Path, generated: np.ndarray, truth: np.ndarray
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def style_figure(path: str | Path, panels: list[tuple[str, np.ndarray]], sample_rate: int, sidecar: dict,
+                 title: str = "") -> Path:
+    """One dancer's soundtracks side by side, one spectrogram (0-4 kHz) each: panels (name, wav), e.g. the same
+    movement played with three style latents. The pitch the right hand set is drawn on each, and the foot strikes:
+    if the movement still leads, every panel's notes and hits sit on the same lines while their timbre differs."""
+    plt = _figure()
+    fps = float(sidecar["fps"])
+    pitch = np.asarray(sidecar["pitch_hz"], dtype=np.float64)
+    loud = np.asarray(sidecar["loudness"], dtype=np.float64)
+    t = np.arange(len(pitch)) / fps
+    seconds = len(pitch) / fps
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True, squeeze=False)
+    for ax, (name, wav) in zip(axes[0], panels):
+        _spectrogram_panel(ax, wav, sample_rate, seconds)
+        ax.set_ylim(0, min(4000, sample_rate / 2))
+        ax.plot(t, np.where(loud > 0.1, pitch, np.nan), color="cyan", lw=1.0, alpha=0.8,
+                label="pitch played by the right hand")
+        for hit in sidecar.get("hit_times", []):
+            ax.axvline(hit, color="white", lw=0.6, ls="--", alpha=0.6)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("seconds (dashed: foot strikes)")
+    axes[0][0].legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

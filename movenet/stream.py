@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Hashable
 
 import numpy as np
@@ -165,10 +165,10 @@ class Streams:
 
 def _rows_of(state: SourceState, rows: list[int] | None, extra: SourceState | None = None) -> SourceState:
     """The source states of `rows` (None: all), then `extra`'s appended."""
-    fields = ("phase", "log2_f0", "pitched_amp", "amp", "pulse")
-    parts = {f: getattr(state, f) if rows is None else getattr(state, f)[rows] for f in fields}
+    names = [f.name for f in fields(SourceState)]
+    parts = {f: getattr(state, f) if rows is None else getattr(state, f)[rows] for f in names}
     if extra is not None:
-        parts = {f: np.concatenate([parts[f], getattr(extra, f)]) for f in fields}
+        parts = {f: np.concatenate([parts[f], getattr(extra, f)]) for f in names}
     return SourceState(**parts)
 
 

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from movenet import checkpoint, rundir
@@ -60,6 +61,9 @@ class TrainConfig:
     num_nodes: int = 1
     num_workers: int = 2  # DataLoader processes per device
     style: bool = True  # condition on the style label when the set has several
+    latent_weight: float = 0.05  # a style latent's KL (nats per clip) beside the audio's loss (nats per sample)
+    free_bits: float = 0.5  # nats per latent dimension the KL term leaves alone, so z stays in use
+    reference_seconds: float = 4.0  # the stretch of its clip's soundtrack a crop's style latent is read from
     seed: int = 0
     log_every: int = 10
 
@@ -125,18 +129,20 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     span_frames = round(config.span_seconds * data.fps) if model_config.controls else 0
     fps = data.fps
     crop_frames = max(1, round(config.crop_seconds * fps))
-    train_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed,
-                            labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames,
-                            align_phase=config.align_phase)
+    reference_samples = round(config.reference_seconds * data.sample_rate) if model_config.latent else 0
+
+    def crops(split: str, seed: int) -> ClipDataset:
+        return ClipDataset(data_dir, split, crop_frames, model_config.context_frames, seed=seed,
+                           labels=manifest["labels"], harmonics=harmonics, kick=model_config.kick,
+                           span_frames=span_frames, align_phase=config.align_phase,
+                           reference_samples=reference_samples)
+
+    train_set = crops("train", config.seed)
     try:
-        val_set = ClipDataset(data_dir, "valid", crop_frames, model_config.context_frames, seed=config.seed + 1,
-                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames,
-                            align_phase=config.align_phase)
+        val_set = crops("valid", config.seed + 1)
     except DataError:
         print(f"{data_dir}: no validation clips; validating on fixed crops of the training clips")
-        val_set = ClipDataset(data_dir, "train", crop_frames, model_config.context_frames, seed=config.seed + 1,
-                              labels=manifest["labels"], harmonics=harmonics, span_frames=span_frames,
-                            align_phase=config.align_phase)
+        val_set = crops("train", config.seed + 1)
     val_set.n_items = min(len(val_set), config.val_crops)
     loader_args = dict(batch_size=config.batch_size, num_workers=config.num_workers,
                        persistent_workers=False, pin_memory=torch.cuda.is_available())
@@ -195,6 +201,8 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     module.load_state_dict(state["state_dict"])
     val_bits = float(best.best_model_score) if best.best_model_score is not None else None
     scores = {"controls": control_scores(module.model, val_set)} if model_config.controls else {}
+    if model_config.latent:
+        scores["style"] = set_style_centroids(module.model, train_set, val_set)
     exported = checkpoint.save(run_dir / "model.pt", module.model.cpu(), inputs, labels, step=state["global_step"],
                                metrics={"val_bits": val_bits, "precision": precision, "source": source.name,
                                         **scores})
@@ -203,6 +211,22 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     if metrics_csvs:
         loss_curves(metrics_csvs, run_dir / "loss.png")
     return exported
+
+
+def set_style_centroids(model, train_set: ClipDataset, val_set: ClipDataset) -> dict:
+    """Set a latent model's style centroids from its training clips (movenet.style.centroids); returns the KL per
+    clip of the validation clips (nats: how much each one's z tells), for the exported metrics."""
+    from movenet import style
+
+    limit = round(style.MAX_REFERENCE_SECONDS * train_set.config.sample_rate)
+    model.eval()
+    found, _ = style.centroids(model, ((int(train_set.label(i)), train_set.soundtrack(i, limit))
+                                       for i in range(len(train_set.clips))))
+    model.style_centroids.copy_(torch.from_numpy(found))
+    _, kls = style.centroids(model, ((int(val_set.label(i)), val_set.soundtrack(i, limit))
+                                     for i in range(len(val_set.clips))))
+    return {"kl_nats_per_clip": {"mean": float(np.mean(kls)), "min": float(np.min(kls)), "max": float(np.max(kls))},
+            "centroids": found.round(4).tolist()}
 
 
 def _check_training_checkpoint(path: Path) -> None:

@@ -18,11 +18,13 @@ from movenet.files import atomic_write
 from movenet.model import ModelConfig, MoveNet
 
 LN2 = math.log(2.0)  # nats per bit
+CONTROL_LOSSES = ("pitch", "loudness", "onset")  # the control head's, weighted by control_weight
 
 
 class MoveNetModule(L.LightningModule):
     """The model, its loss (the audio's bits per sample, plus the control head's losses weighted by
-    `control_weight`), AdamW with a OneCycle schedule."""
+    `control_weight` and a style latent's KL with free bits weighted by `latent_weight`), AdamW with a OneCycle
+    schedule."""
 
     def __init__(self, model_config: dict, train_config: dict, data_config: dict, labels: list):
         """train_config: train.TrainConfig as a dict (lr, weight_decay, max_steps and max_minutes are read here)."""
@@ -34,12 +36,15 @@ class MoveNetModule(L.LightningModule):
         self._started, self._earlier_seconds = None, 0.0
 
     def _losses(self, batch) -> dict[str, torch.Tensor]:
-        return self.model.loss(batch, score_encoder=self.train_config.get("score_encoder", False))
+        return self.model.loss(batch, score_encoder=self.train_config.get("score_encoder", False),
+                               free_bits=self.train_config.get("free_bits", 0.0))
 
     def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        controls = [v for k, v in losses.items() if k != "audio"]
-        return losses["audio"] + self.train_config.get("control_weight", 1.0) * sum(controls) if controls \
-            else losses["audio"]
+        controls = sum(losses[k] for k in CONTROL_LOSSES if k in losses)
+        total = losses["audio"] + self.train_config.get("control_weight", 1.0) * controls
+        if "kl_free" in losses:
+            total = total + self.train_config.get("latent_weight", 0.0) * losses["kl_free"]
+        return total
 
     def training_step(self, batch, batch_idx):
         losses = self._losses(batch)

@@ -38,6 +38,8 @@ def model(tmp_path) -> Path:
 BAD_NUMBERS = [
     ("generate m.pt v.mp4 -o o.wav", "--temperature", ["nan", "inf", "-1", "x"]),
     ("generate m.pt v.mp4 -o o.wav", "--seed", ["-1", "1.5", str(2**32)]),
+    ("generate m.pt v.mp4 -o o.wav", "--variation", ["-1", "0.5"]),
+    ("generate m.pt v.mp4 -o o.wav", "--mix", ["-0.1", "1.5", "nan"]),
     ("evaluate m.pt d", "--temperature", ["nan", "-0.5"]),
     ("evaluate m.pt d", "--seed", ["-1"]),
     ("evaluate m.pt d", "--clips", ["-1", "0"]),
@@ -61,6 +63,8 @@ BAD_NUMBERS = [
     ("train d --out r", "--num-workers", ["-1"]),
     ("train d --out r", "--seed", ["-1", str(2**32)]),
     ("train d --out r", "--devices", ["0"]),
+    ("train d --out r", "--latent", ["-1", "65"]),
+    ("train d --out r", "--free-bits", ["-1", "nan"]),
     ("bench", "--batch", ["0"]),
     ("bench", "--threads", ["0"]),
     ("bench", "--seconds", ["0"]),
@@ -69,6 +73,7 @@ BAD_NUMBERS = [
     ("demo", "--minutes", ["0", "nan"]),
     ("demo", "--seed", ["-1"]),
     ("demo", "--temperature", ["inf"]),
+    ("demo", "--latent", ["-1", "65"]),
 ]
 
 

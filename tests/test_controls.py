@@ -84,6 +84,29 @@ def test_the_source_is_causal_and_the_same_by_chunk_and_by_frame():
     assert not np.allclose(later[:, 7 * HOP:], whole[:, 7 * HOP:])
 
 
+def test_the_kick_starts_on_its_onset_frame_falls_in_pitch_and_carries_across_frames():
+    ex = controls.Excitation(harmonics=2, hop=HOP, sample_rate=SR, kick=True)
+    n = 20
+    played = np.repeat(np.array([[440.0, -20.0, 0.0]], np.float32)[None], n, axis=1)
+    played[0, 3, 2] = played[0, 12, 2] = 1.0
+    src = ex.render(played, controls.SourceState.silent(1))[0]
+    assert src.shape[1] == controls.n_channels(2, kick=True) == controls.n_channels(2) + 1
+    kick = src[:, -1]
+    assert not kick[: 3 * HOP].any()  # nothing before the first onset
+    np.testing.assert_allclose(kick[3 * HOP: 12 * HOP], controls.kick_wave(np.arange(9 * HOP) / SR), atol=1e-6)
+    np.testing.assert_allclose(kick[12 * HOP:], controls.kick_wave(np.arange(8 * HOP) / SR), atol=1e-6)  # restarted
+    wave = controls.kick_wave(np.arange(int(controls.KICK_SECONDS * SR)) / SR)
+    crossings = np.flatnonzero(np.diff(np.signbit(wave)))
+    first, late = np.diff(crossings[:3]).mean(), np.diff(crossings[-3:]).mean()  # half periods, in samples
+    assert SR / (2 * first) > 120 and SR / (2 * late) == pytest.approx(controls.KICK_END_HZ, rel=0.1)
+    assert abs(wave[-HOP:]).max() < 0.01 and controls.kick_wave(controls.KICK_SECONDS) == 0
+    state = controls.SourceState.silent(1)
+    by_frame = np.concatenate([ex.render(played[:, k: k + 1], state) for k in range(n)], axis=1)[0]
+    np.testing.assert_allclose(by_frame, src, atol=1e-5)
+    without = controls.Excitation(harmonics=2, hop=HOP, sample_rate=SR).render(played, controls.SourceState.silent(1))
+    np.testing.assert_array_equal(without[0], src[:, :-1])  # the kick is one more channel; the others are as before
+
+
 def test_head_losses_and_reading():
     B, T = 2, 5
     targets = torch.tensor([[[261.63, -20.0, 1.0]] * T] * B)

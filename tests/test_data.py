@@ -208,6 +208,22 @@ def test_dataset_is_deterministic_per_epoch_and_pads_short_clips(prepared_dir):
     assert codes[-1000:].std() > 0  # real audio at the end
 
 
+def test_a_crop_just_after_a_kick_hears_its_tail(prepared_dir):
+    ds = ClipDataset(prepared_dir, split="train", crop_frames=6, harmonics=2, kick=True, align_phase=False)
+    for clip_index in range(len(ds.clips)):
+        onsets = np.flatnonzero(np.asarray(ds._open(clip_index)["controls"][:, 2]) > 0.5)
+        onsets = onsets[(onsets > 0) & (onsets + 2 + ds.n_frames <= ds.clips[clip_index]["n_frames"])]
+        if len(onsets):
+            break
+    start = int(onsets[0]) + 2  # two frames after the onset: its kick still sounds
+    crop = ds.crop(clip_index, start)["excitation"].numpy()
+    rows = controls.snap_to_notes(np.asarray(ds._open(clip_index)["controls"][: start + ds.n_frames]))
+    from_start = controls.Excitation(2, ds.hop, ds.config.sample_rate, kick=True).render(
+        rows[None], controls.SourceState.silent(1))[0][start * ds.hop:]
+    assert np.abs(crop[:, -1]).max() > 0.05
+    np.testing.assert_allclose(crop[:, -1], from_start[:, -1], atol=1e-5)  # the same kick as rendered from the start
+
+
 def test_dataset_works_with_dataloader_workers(prepared_dir):
     ds = ClipDataset(prepared_dir, split="train", crop_frames=5, context_frames=1, harmonics=3)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)

@@ -60,7 +60,7 @@ def test_an_old_checkpoint_config_has_no_latent_and_no_kick():
     old = {k: v for k, v in tiny_config().to_dict().items() if k not in ("latent", "kick")}
     config = ModelConfig.from_dict(old)
     assert config.latent == 0 and not config.kick
-    assert config.source_channels == tiny_config().source_channels - 1  # no kick channel in its source
+    assert config.source_channels == tiny_config(kick=True).source_channels - 1  # no kick channel in its source
     assert not hasattr(MoveNet(config), "style_encoder")
 
 

@@ -242,10 +242,10 @@ class Excitation:
                 out[:, rows, H:2 * H] = gain * np.cos(harmonic)
                 out[:, rows, 2 * H] = pulse
                 out[:, rows, 2 * H + 1] = amp_all
-            age = np.where(onset > 0.5, 0, state.kick_age)  # an onset starts its kick on the frame's first sample
             if self.kick and H:
+                age = np.where(onset > 0.5, 0, state.kick_age)  # an onset starts its kick on the frame's first sample
                 out[:, rows, 2 * H + 2] = kick_wave((age[:, None] + np.arange(hop)) / self.sample_rate)
-            state.kick_age = np.minimum(age + hop, _NO_KICK)
+                state.kick_age = np.minimum(age + hop, _NO_KICK)
             state.phase = np.mod(phase[:, -1], 2 * np.pi)
             state.log2_f0, state.pitched_amp, state.amp, state.pulse = log2_f[:, -1], amp_h[:, -1], amp_all[:, -1], \
                 pulse[:, -1]

@@ -25,9 +25,6 @@ when given no `z`, its style's centroid (`style_centroids`, the mean posterior o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import NamedTuple
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -177,7 +174,7 @@ class MoveNet(nn.Module):
         if c.latent:
             self.style_encoder = StyleEncoder(c.latent, c.sample_rate)
             self.latent_proj = nn.Linear(c.latent, c.n_layers * c.gate_channels)
-            # set after training (train.style_centroids): what a style plays when no z is given
+            # set after training (train.set_style_centroids): what a style plays when no z is given
             self.register_buffer("style_centroids", torch.zeros(max(1, c.n_labels), c.latent))
         self.control_head = ControlHead(c.video_channels, c.n_labels) if c.controls else None
         self.head = nn.Sequential(
@@ -224,11 +221,15 @@ class MoveNet(nn.Module):
         if self.label_embed is not None:
             cond = cond + self.label_embed(labels)[:, None, :]
         if c.latent:
-            if latent is None:
-                latent = self.style_centroids[labels if c.n_labels else torch.zeros(len(cond), dtype=torch.long)]
+            latent = self.centroids(labels, len(cond)) if latent is None else latent
             cond = cond + self.latent_proj(latent.to(cond.dtype))[:, None, :]
         head = self.control_head(features, labels) if self.control_head is not None else None
         return cond, head
+
+    def centroids(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The style latent each of a batch plays when given none: its style's centroid, [batch, latent]."""
+        rows = labels if self.config.n_labels else torch.zeros(batch, dtype=torch.long)
+        return self.style_centroids[rows]
 
     def encode_style(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior of the style latent of audio wav float [B, T] in [-1, 1]: (mean, log-variance) [B, latent]."""

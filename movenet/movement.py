@@ -168,10 +168,10 @@ def _latents(model, label_ids, latents) -> torch.Tensor | None:
         return None
     if not model.config.latent:
         raise InputMismatch("this model has no style latent: give no latent")
-    rows = []
+    rows, centroids = [], model.centroids(label_ids, len(latents))
     for b, z in enumerate(latents):
         if z is None:
-            rows.append(model.style_centroids[int(label_ids[b]) if label_ids is not None else 0])
+            rows.append(centroids[b])
         else:
             z = torch.as_tensor(np.asarray(z, np.float32))
             if z.shape != (model.config.latent,):

@@ -82,17 +82,13 @@ def requested(model, variations=(), likes=(), mix_t: float | None = None) -> np.
     """The z a user asked for with --variation / --like (None: nothing asked; the style's centroid plays). One
     source gives its z; two are mixed by mix_t (default halfway). Raises StyleError."""
     sources = [("variation", v) for v in variations or ()] + [("like", p) for p in likes or ()]
-    if not sources:
-        if mix_t is not None:
-            raise StyleError("--mix needs two latents: --variation N or --like FILE, twice")
-        return None
     if len(sources) > 2:
         raise StyleError(f"{len(sources)} latents asked for; give one, or two with --mix")
+    if mix_t is not None and len(sources) != 2:
+        raise StyleError("--mix needs two latents: --variation N or --like FILE, twice")
     zs = [prior_draw(model, v) if kind == "variation" else like(model, v) for kind, v in sources]
-    if len(zs) == 1:
-        if mix_t is not None:
-            raise StyleError("--mix needs two latents: --variation N or --like FILE, twice")
-        return zs[0]
+    if len(zs) < 2:
+        return zs[0] if zs else None
     return mix(zs[0], zs[1], 0.5 if mix_t is None else mix_t)
 
 

@@ -52,6 +52,7 @@ class TrainConfig:
     control_steps: int = 3000  # the control head first learns alone on spans, this many cheap steps (0: not)
     align_phase: bool = True  # the source of a training crop in phase with its audio (controls.align_phase)
     score_encoder: bool = False  # only the control head's losses train the movement encoders (not the audio's)
+    init_from: str = ""  # a model.pt whose weights the run starts from (fine-tuning; its settings are the run's)
     max_steps: int = 20000
     max_minutes: float = 0.0  # training-time budget; 0 = none. The OneCycle schedule ends at whichever comes first
     val_crops: int = 64  # fixed validation crops, scored every epoch
@@ -96,6 +97,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     last = ckpt_dir / "last.ckpt"
     config_path = run_dir / "config.json"
     check_writable_dir(run_dir)  # now, not after the first epoch
+    start = None  # a model to fine-tune from (config.init_from)
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"{last}: nothing to resume (train without --resume to start)")
@@ -114,11 +116,19 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
                                  f"({saved['train'][key]}) and cannot change on --resume")
         config = TrainConfig(**{**saved["train"], **changed})
     else:
+        start = _starting_weights(config.init_from, data_dir, data, manifest, model_overrides or {})
         rundir.start_over(run_dir, force)  # the old run's files would mix with the new ones; nothing else goes
-        n_labels = len(manifest["labels"]) if config.style and len(manifest["labels"]) > 1 else 0
-        model_config = ModelConfig.for_inputs(data, n_labels, **(model_overrides or {}))
+        if start is not None:
+            model_config = start.model.config
+        else:
+            n_labels = len(manifest["labels"]) if config.style and len(manifest["labels"]) > 1 else 0
+            model_config = ModelConfig.for_inputs(data, n_labels, **(model_overrides or {}))
     inputs = dataclasses.replace(InputConfig.from_dict(asdict(data)), features=model_config.features)
-    labels = manifest["labels"] if model_config.n_labels else []
+    if resume:
+        run_labels = saved.get("labels", manifest["labels"])
+    else:
+        run_labels = start.labels if start is not None else manifest["labels"]
+    labels = run_labels if model_config.n_labels else []  # style names, by the model's ids
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(config_path, {"model": model_config.to_dict(), "train": asdict(config),
@@ -133,7 +143,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
 
     def crops(split: str, seed: int) -> ClipDataset:
         return ClipDataset(data_dir, split, crop_frames, model_config.context_frames, seed=seed,
-                           labels=manifest["labels"], harmonics=harmonics, kick=model_config.kick,
+                           labels=labels or manifest["labels"], harmonics=harmonics, kick=model_config.kick,
                            span_frames=span_frames, align_phase=config.align_phase,
                            reference_samples=reference_samples)
 
@@ -152,7 +162,10 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
 
     precision = default_precision() if config.precision == "auto" else config.precision
     module = MoveNetModule(model_config.to_dict(), asdict(config), inputs.to_dict(), labels)
-    if not resume and model_config.controls and config.control_steps:
+    if not resume and start is not None:
+        module.model.load_state_dict(start.model.state_dict())
+        print(f"starting from {config.init_from} (step {start.step})")
+    elif not resume and model_config.controls and config.control_steps:  # a trained head needs no stage of its own
         learned = learn_controls(module.model, train_set, val_set, config.control_steps, config.batch_size,
                                  config.lr, precision, config.seed, progress)
         module.add_train_seconds(learned["seconds"])  # spent from the time budget
@@ -236,9 +249,29 @@ def _check_training_checkpoint(path: Path) -> None:
         raise checkpoint.CheckpointError(f"{path}: not a movenet training checkpoint (no training state in it)")
 
 
-def _conflicts(saved_model: dict, overrides: dict) -> str:
-    """The model settings asked for that differ from the run's, as `--flag asked (the run's: saved)`; "" if none."""
-    return ", ".join(f"--{k.replace('_', '-')} {v} (the run's: {saved_model.get(k)})"
+def _starting_weights(path: str, data_dir: Path, data, manifest: dict, model_overrides: dict):
+    """The model a fine-tuning run starts from (checkpoint.Loaded), or None for a run from scratch. Raises
+    CheckpointError / ValueError in one line when it cannot train on this set (other rates or features) or when
+    model flags differ from its settings. A set's styles the model lacks train as its first style (said)."""
+    if not path:
+        return None
+    start = checkpoint.load(path)
+    where = f"{path} on {data_dir}"
+    start.inputs.require(data, where)
+    unknown = [name for name in manifest["labels"] if name not in start.labels]
+    if start.model.config.n_labels and unknown:
+        print(f"{where}: the model has no style {', '.join(unknown)}; those clips train as its style "
+              f"{start.labels[0]}")
+    conflicts = _conflicts(start.model.config.to_dict(), model_overrides, "the model's")
+    if conflicts:
+        raise ValueError(f"{path}: a fine-tuning run keeps the model's settings ({conflicts}): drop those flags")
+    return start
+
+
+def _conflicts(saved_model: dict, overrides: dict, whose: str = "the run's") -> str:
+    """The model settings asked for that differ from the saved ones, as `--flag asked (the run's: saved)`; "" if
+    none."""
+    return ", ".join(f"--{k.replace('_', '-')} {v} ({whose}: {saved_model.get(k)})"
                      for k, v in sorted(overrides.items()) if saved_model.get(k) != v)
 
 

@@ -99,6 +99,19 @@ def test_good_numbers_still_parse():
     assert (args.num_workers, args.max_minutes, args.weight_decay, args.lr) == (0, 0.0, 0.0, 1e-3)
 
 
+def test_fine_tuning_from_a_model_that_cannot_read_the_set_is_one_line_before_training(cli_run, tmp_path, clip,
+                                                                                       model):
+    from movenet.data import DataConfig, prepare
+
+    prepare(clip.parent, tmp_path / "frames", DataConfig(features="frames", valid_fraction=0.0), workers=1,
+            progress=False)  # the shipped model listens to keypoints
+    code, _, err = cli_run("train", tmp_path / "frames", "--out", tmp_path / "run", "--init-from", model)
+    assert code == 1 and "--features keypoints" in one_line(err) and str(model) in err
+    code, _, err = cli_run("train", tmp_path / "frames", "--out", tmp_path / "run", "--init-from", tmp_path / "no.pt")
+    assert code == 1 and "no such checkpoint" in one_line(err)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Item 2: evaluate --json overwrites nothing it should not
 

@@ -1,10 +1,11 @@
 """Where a model's hits are lost: for held-out synthetic dancers, each true foot strike is found in the generated
 audio, or missed by the control head (no onset predicted within the tolerance), or missed in the rendering (the head
 said onset, the audio's kick detector found none); each detected kick is matched, or a false kick at one of the
-head's false onsets, or a false kick from nowhere. Also the detector's view: its onset envelope (power flux in the
-kick band, as `metrics.percussive_onsets` sees it) at each strike, relative to the clip's largest, for the
+head's false onsets, or a false kick from nowhere. Also the detector's view: its onset envelope
+(`metrics.percussive_envelope`: power flux in the kick band) at each strike, relative to the clip's largest, for the
 generated audio and for the truth: the detector picks peaks on the envelope scaled to the clip's largest event, so a
-few kicks much louder than the rest make the others hard to find, however audible they are. Prints JSON; --png draws the kick band of one dancer, generated above its truth.
+few kicks much louder than the rest make the others hard to find, however audible they are. Prints JSON; --png
+draws the kick band of one dancer, generated above its truth.
 
     python benchmarks/diagnose_hits.py MODEL HELDOUT_DIR [--clips 12] [--png hits.png] [--png-clip 8]
 
@@ -24,17 +25,6 @@ from movenet import audio, checkpoint, metrics
 from movenet.evaluate import load_clips
 from movenet.generate import generate_audio
 from movenet.movement import condition
-
-
-def kick_band_envelope(wav: np.ndarray, sr: int) -> np.ndarray:
-    """The kick detector's onset envelope (metrics.percussive_onsets' steps), on the 10 ms analysis grid."""
-    import librosa
-
-    hop, n_fft = metrics._analysis_grid(sr)
-    perc = librosa.effects.percussive(wav, margin=1.0)
-    S = librosa.feature.melspectrogram(y=perc, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=8,
-                                       fmin=metrics.HIT_BAND_HZ[0], fmax=metrics.HIT_BAND_HZ[1], power=2.0)
-    return metrics._onset_envelope(wav, sr, S=S)
 
 
 def strike_levels(env: np.ndarray, strikes: np.ndarray, grid_hz: float) -> np.ndarray:
@@ -60,8 +50,12 @@ def diagnose(loaded, clip, seed: int, temperature: float, precision: str) -> dic
     heard = dict(metrics.match_events(strikes, onsets, metrics.HIT_TOLERANCE))
     used = set(matched.values())
     near_onset = [bool(np.any(np.abs(onsets - t) <= metrics.HIT_TOLERANCE)) for t in found]
-    grid_hz = sr / metrics._analysis_grid(sr)[0]
+    grid_hz = 1.0 / metrics.ANALYSIS_HOP_SECONDS
     truth = audio.mu_law_decode(clip.codes)[: len(wav)]
+
+    def levels(y):
+        return strike_levels(metrics.percussive_envelope(y, sr), strikes, grid_hz).round(3).tolist()
+
     return {
         "clip": clip.name, "strikes": int(len(strikes)),
         "hit_f1": metrics.hit_f1(found, strikes).f1, "head_f1": metrics.hit_f1(onsets, strikes).f1,
@@ -70,8 +64,7 @@ def diagnose(loaded, clip, seed: int, temperature: float, precision: str) -> dic
         "missed_in_rendering": sum(i not in matched and i in heard for i in range(len(strikes))),
         "false_at_head_onsets": sum(j not in used and near_onset[j] for j in range(len(found))),
         "false_from_nowhere": sum(j not in used and not near_onset[j] for j in range(len(found))),
-        "strike_level_generated": strike_levels(kick_band_envelope(wav, sr), strikes, grid_hz).round(3).tolist(),
-        "strike_level_truth": strike_levels(kick_band_envelope(truth, sr), strikes, grid_hz).round(3).tolist(),
+        "strike_level_generated": levels(wav), "strike_level_truth": levels(truth),
         "_wav": wav, "_truth": truth, "_strikes": strikes,
     }
 

@@ -319,15 +319,23 @@ def percussive_onsets(wav, sr: int, band_hz: tuple[float, float] = HIT_BAND_HZ) 
     y = _mono(wav)
     if y.size == 0:
         return np.zeros(0)
+    env = percussive_envelope(y, sr, band_hz)
+    if not env.any():
+        return np.zeros(0)
+    return np.asarray(librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=_analysis_grid(sr)[0],
+                                                 units="time"), dtype=np.float64)
+
+
+def percussive_envelope(wav, sr: int, band_hz: tuple[float, float] = HIT_BAND_HZ) -> np.ndarray:
+    """The onset strength `percussive_onsets` picks its kicks from, on the 10 ms analysis grid (zero where silent)."""
+    import librosa
+
+    y = _mono(wav)
     hop, n_fft = _analysis_grid(sr)
     perc = librosa.effects.percussive(y, margin=1.0)
     S = librosa.feature.melspectrogram(y=perc, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=8,
                                        fmin=band_hz[0], fmax=band_hz[1], power=2.0)
-    env = _onset_envelope(y, sr, S=S)
-    if not env.any():
-        return np.zeros(0)
-    return np.asarray(librosa.onset.onset_detect(onset_envelope=env, sr=sr, hop_length=hop,
-                                                 units="time"), dtype=np.float64)
+    return _onset_envelope(y, sr, S=S)
 
 
 # ----------------------------------------------------------------------------- rhythm scores

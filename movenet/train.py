@@ -143,7 +143,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
 
     def crops(split: str, seed: int) -> ClipDataset:
         return ClipDataset(data_dir, split, crop_frames, model_config.context_frames, seed=seed,
-                           labels=labels or manifest["labels"], harmonics=harmonics, kick=model_config.kick,
+                           labels=run_labels, harmonics=harmonics, kick=model_config.kick,
                            span_frames=span_frames, align_phase=config.align_phase,
                            reference_samples=reference_samples)
 

@@ -42,7 +42,7 @@ def diagnose(loaded, clip, seed: int, temperature: float, precision: str) -> dic
     strikes = np.asarray(clip.sidecar["hit_times"], np.float64)
     strikes = strikes[strikes < seconds]
     predicted = condition(loaded.model, clip.movement, clip.label, 0, clip.movement.n_frames).controls
-    onsets = (np.flatnonzero(predicted[:, 2] > 0.5) + 0.5) / fps  # mid-frame, as the kick starts on its frame
+    onsets = (np.flatnonzero(predicted[:, 2] > 0) + 0.5) / fps  # mid-frame, as the kick starts on its frame
     wav = generate_audio(loaded, clip.movement, clip.label, temperature, seed, "fast", False, precision)
     found = metrics.percussive_onsets(wav, sr)
     found = found[found < seconds]

@@ -4,17 +4,22 @@ Per video frame there are three controls, the instrument's readable score:
 
     pitch     a note, MIDI MIDI_LO .. MIDI_HI, or none (no pitched sound)
     loudness  RMS of the frame's audio in dBFS (floored at LOUDNESS_FLOOR_DB)
-    onset     a percussive hit starts in this frame
+    onset     a percussive hit starts in this frame: 0 for none, else the hit's level, the peak amplitude of the
+              kick drum that fits it best (`hit_levels`; 1 is full scale, and sets prepared before levels were
+              measured hold 1)
 
 `analyze` reads them off a soundtrack when a data set is prepared (the training targets: YIN pitch, de Cheveigné
-& Kawahara 2002; frame RMS; percussive onsets); the model predicts them from the movement alone.
+& Kawahara 2002; frame RMS; percussive onsets and their kicks' levels); the model predicts them from the movement
+alone.
 
 `Excitation` turns controls into an audio-rate source signal for the WaveNet, as the neural source-filter models do
 (Wang et al. 2019; DDSP, Engel et al. 2020): the first harmonics of the note as sine/cosine pairs scaled by the
 loudness, a decaying pulse after each onset, the loudness itself, and (with `kick`) a drum's body after each onset:
-a sine whose pitch falls from KICK_START_HZ to KICK_END_HZ as it decays, started on the onset frame's first sample,
-so the WaveNet can pass a hit through instead of making a low thump out of its own noise. The WaveNet then shapes a
-sound that already has the right pitch and level instead of finding them in its own noise. The source is causal (the
+a sine whose pitch falls from KICK_START_HZ to KICK_END_HZ as it decays, started on the onset frame's first sample
+at the hit's level, so the WaveNet can pass a hit through instead of making a low thump out of its own noise, and
+need not guess how hard the foot landed (without the level it plays each kick at a level of its own choosing,
+nearly uncorrelated with the strike's). The WaveNet then shapes a sound that already has the right pitch and level
+instead of finding them in its own noise. The source is causal (the
 samples of frame k depend on the controls of frames <= k: one-pole glides into each frame's values, a phase that
 accumulates) and carries its state across calls, so a video rendered a chunk or a frame at a time gets the same
 source.
@@ -35,7 +40,7 @@ N_NOTES = MIDI_HI - MIDI_LO + 1
 N_PITCH_CLASSES = N_NOTES + 1  # class 0: no pitched sound; class c: MIDI_LO + c - 1
 LOUDNESS_FLOOR_DB = -80.0  # as metrics.frame_loudness_db: mu-law silence decodes to -81 dBFS
 SILENT_DB = -60.0  # below this a frame plays nothing: its source is zero
-# A controls array has 3 columns: f0 (Hz, 0 = none), loudness (dBFS), onset (0 / 1).
+# A controls array has 3 columns: f0 (Hz, 0 = none), loudness (dBFS), onset (0 = none, else the hit's level).
 SILENT = np.array([0.0, LOUDNESS_FLOOR_DB, 0.0], np.float32)  # the controls of silence (before a clip)
 _NO_KICK = 2**40  # a kick age (samples) long past
 
@@ -56,6 +61,14 @@ ONSET_DECAY_SECONDS = 0.04
 KICK_START_HZ, KICK_END_HZ = 150.0, 50.0  # a kick drum's pitch drop ...
 KICK_SWEEP_SECONDS, KICK_DECAY_SECONDS = 0.03, 0.05  # ... and how fast it falls and fades
 KICK_SECONDS = 6 * KICK_DECAY_SECONDS  # later it is silent (under -50 dB)
+# a hit's level: the kick is fitted over its loud part, at the best start within a frame of the onset's frame
+LEVEL_FIT_SECONDS = 0.15
+LEVEL_FLOOR_DB = -40.0  # a hit fitted quieter (a clap, a step on carpet) still counts as one, at this level
+
+
+def head_width(kick: bool = False) -> int:
+    """The control head's outputs per frame: note logits, loudness, onset logit, and with a kick the hit's level."""
+    return N_PITCH_CLASSES + 2 + bool(kick)
 
 
 def n_channels(harmonics: int, kick: bool = False) -> int:
@@ -157,9 +170,27 @@ def analyze(wav: np.ndarray, sample_rate: int, fps: int, n_frames: int) -> np.nd
     pitched = (aperiodicity < APERIODIC) & (loudness > PITCHED_DB) & (f0 >= F0_MIN) & (f0 <= F0_MAX)
     onset = np.zeros(n_frames, np.float32)
     if y.size and loudness.max() > SILENT_DB:
-        frames = (metrics.percussive_onsets(y, sample_rate) * fps).astype(np.int64)
-        onset[frames[frames < n_frames]] = 1.0
+        frames = np.unique((metrics.percussive_onsets(y, sample_rate) * fps).astype(np.int64))
+        frames = frames[frames < n_frames]
+        onset[frames] = hit_levels(y, sample_rate, frames * hop, hop)
     return np.stack([np.where(pitched, f0, 0.0), loudness, onset], axis=1).astype(np.float32)
+
+
+def hit_levels(wav: np.ndarray, sample_rate: int, starts: np.ndarray, search: int) -> np.ndarray:
+    """The level of the hit near each of `starts` (sample indices): the largest least-squares amplitude of the kick
+    (`kick_wave`, its first LEVEL_FIT_SECONDS) started within `search` samples of it, clipped to
+    [10 ** (LEVEL_FLOOR_DB / 20), 1]. float32 [len(starts)]. A note above the kick's sweep (over KICK_START_HZ, as
+    all the synthetic dancers' notes are) fits it poorly and adds little; a bass note inside the sweep adds to the
+    level found."""
+    x = np.asarray(wav, dtype=np.float64)
+    template = kick_wave(np.arange(int(LEVEL_FIT_SECONDS * sample_rate)) / sample_rate)
+    n = len(template)
+    padded = np.pad(x, (search, search + n))
+    levels = np.empty(len(starts))
+    for i, start in enumerate(np.asarray(starts, dtype=np.int64)):
+        segment = padded[start: start + 2 * search + n]  # starts start - search .. start + search
+        levels[i] = np.correlate(segment, template, "valid").max() / template.dot(template)
+    return np.clip(levels, 10.0 ** (LEVEL_FLOOR_DB / 20), 1.0).astype(np.float32)
 
 
 # -- the source --------------------------------------------------------------------------------------------------------
@@ -181,6 +212,7 @@ class SourceState:
     amp: np.ndarray  # the glide's current loudness amplitude
     pulse: np.ndarray  # the onset pulse's current value
     kick_age: np.ndarray  # samples since the last onset (large: none)
+    kick_level: np.ndarray  # that onset's level
 
     @classmethod
     def silent(cls, batch: int) -> "SourceState":
@@ -193,7 +225,7 @@ class SourceState:
         c = np.asarray(controls, dtype=np.float64)
         amp, pitched = amplitude(c[:, 1]), c[:, 0] > 0
         return cls(np.zeros(len(c)), np.where(pitched, np.log2(np.maximum(c[:, 0], 1.0)), np.log2(440.0)),
-                   np.where(pitched, amp, 0.0), amp, np.zeros(len(c)), np.full(len(c), _NO_KICK))
+                   np.where(pitched, amp, 0.0), amp, np.zeros(len(c)), np.full(len(c), _NO_KICK), np.zeros(len(c)))
 
 
 class Excitation:
@@ -231,7 +263,7 @@ class Excitation:
             log2_f = target_log2[:, None] + (start_log2 - target_log2)[:, None] * self.pitch_decay
             amp_h = target_amp_h[:, None] + (state.pitched_amp - target_amp_h)[:, None] * self.amp_decay
             amp_all = amp[:, None] + (state.amp - amp)[:, None] * self.amp_decay
-            pulse = np.where(onset > 0.5, 1.0, state.pulse)[:, None] * self.pulse_decay
+            pulse = np.where(onset > 0, 1.0, state.pulse)[:, None] * self.pulse_decay
             phase = state.phase[:, None] + 2 * np.pi * np.cumsum(2.0 ** log2_f, axis=1) / self.sample_rate
             rows = slice(f * hop, (f + 1) * hop)
             if H:
@@ -243,8 +275,11 @@ class Excitation:
                 out[:, rows, 2 * H] = pulse
                 out[:, rows, 2 * H + 1] = amp_all
             if self.kick and H:
-                age = np.where(onset > 0.5, 0, state.kick_age)  # an onset starts its kick on the frame's first sample
-                out[:, rows, 2 * H + 2] = kick_wave((age[:, None] + np.arange(hop)) / self.sample_rate)
+                hit = onset > 0
+                age = np.where(hit, 0, state.kick_age)  # an onset starts its kick on the frame's first sample
+                state.kick_level = np.where(hit, onset, state.kick_level)
+                out[:, rows, 2 * H + 2] = state.kick_level[:, None] * kick_wave((age[:, None] + np.arange(hop))
+                                                                                / self.sample_rate)
                 state.kick_age = np.minimum(age + hop, _NO_KICK)
             state.phase = np.mod(phase[:, -1], 2 * np.pi)
             state.log2_f0, state.pitched_amp, state.amp, state.pulse = log2_f[:, -1], amp_h[:, -1], amp_all[:, -1], \
@@ -288,7 +323,8 @@ def align_phase(source: np.ndarray, wav: np.ndarray, hop: int, harmonics: int) -
 
 
 # -- the model's control head -----------------------------------------------------------------------------------------
-# Its output per frame: N_PITCH_CLASSES note logits, the loudness scaled as `_scaled_loudness`, an onset logit.
+# Its output per frame (`head_width`): N_PITCH_CLASSES note logits, the loudness scaled as `_scaled_loudness`, an
+# onset logit, and for a model with a kick the hit's level in dB from LEVEL_FLOOR_DB to full scale as 0 .. 1.
 
 
 def _scaled_loudness(loudness_db):
@@ -297,28 +333,40 @@ def _scaled_loudness(loudness_db):
 
 
 def head_losses(head, targets) -> dict:
-    """The control head's losses (torch, nats, means over frames): head [B, T_v, N_PITCH_CLASSES + 2], targets the
-    true controls [B, T_v, 3] (f0 Hz, loudness dBFS, onset)."""
+    """The control head's losses (torch, nats, means over frames): head [B, T_v, head_width(...)], targets the
+    true controls [B, T_v, 3] (f0 Hz, loudness dBFS, onset). A head with a level column adds "level": the squared
+    error of the scaled level over the true onsets."""
     import torch
     import torch.nn.functional as F
 
     notes = torch.from_numpy(pitch_class(targets[..., 0].detach().cpu().numpy())).to(head.device)
+    hit = targets[..., 2] > 0  # the column holds the hit's level
     loudness = _scaled_loudness(targets[..., 1].clamp(min=LOUDNESS_FLOOR_DB, max=0.0))
-    return {
+    losses = {
         "pitch": F.cross_entropy(head[..., :N_PITCH_CLASSES].reshape(-1, N_PITCH_CLASSES), notes.reshape(-1)),
         "loudness": F.mse_loss(head[..., N_PITCH_CLASSES], loudness.to(head.dtype)),
-        "onset": F.binary_cross_entropy_with_logits(head[..., N_PITCH_CLASSES + 1], targets[..., 2].to(head.dtype),
+        "onset": F.binary_cross_entropy_with_logits(head[..., N_PITCH_CLASSES + 1], hit.to(head.dtype),
                                                     pos_weight=head.new_tensor(ONSET_POS_WEIGHT)),
     }
+    if head.shape[-1] > N_PITCH_CLASSES + 2:
+        level = torch.log10(targets[..., 2].clamp(min=1e-12)) * 20
+        scaled = ((level - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB).clamp(0.0, 1.0).to(head.dtype)
+        error = (head[..., N_PITCH_CLASSES + 2] - scaled) ** 2
+        losses["level"] = (error * hit).sum() / hit.sum().clamp(min=1)
+    return losses
 
 
 def from_head(head: np.ndarray) -> np.ndarray:
     """What the head asks to play, float32 [..., 3] controls: the most likely note (its frequency; 0 for none), the
-    loudness in dBFS, an onset where its probability exceeds one half."""
+    loudness in dBFS, an onset where its probability exceeds one half, at the level the head predicts (a head
+    without a level column: 1)."""
     head = np.asarray(head, dtype=np.float32)
     note = head[..., :N_PITCH_CLASSES].argmax(-1)
     loudness = LOUDNESS_FLOOR_DB + np.clip(head[..., N_PITCH_CLASSES], 0.0, 1.0) * -LOUDNESS_FLOOR_DB
-    onset = head[..., N_PITCH_CLASSES + 1] > 0
+    level = 1.0
+    if head.shape[-1] > N_PITCH_CLASSES + 2:
+        level = 10.0 ** ((LEVEL_FLOOR_DB + np.clip(head[..., N_PITCH_CLASSES + 2], 0.0, 1.0) * -LEVEL_FLOOR_DB) / 20)
+    onset = (head[..., N_PITCH_CLASSES + 1] > 0) * level
     return np.stack([class_hz(note), loudness, onset], axis=-1).astype(np.float32)
 
 
@@ -337,10 +385,12 @@ def _var_len(n: int) -> bytes:
 
 def midi_bytes(played: np.ndarray, fps: int) -> bytes:
     """A Standard MIDI File (format 0) of controls [T_v, 3]: each run of frames on one note is a note (velocity from
-    its loudness), each onset a kick on the drum channel. One tick is a millisecond (60 bpm, 1000 per beat)."""
+    its loudness), each onset a kick on the drum channel (velocity from its level, on the same dB
+    scale). One tick is a millisecond (60 bpm, 1000 per beat)."""
     played = np.asarray(played, dtype=np.float64)
     notes = pitch_class(played[:, 0]) * (played[:, 1] > SILENT_DB)
     ms = lambda frame: int(round(frame * 1000 / fps))  # noqa: E731
+    velocity = lambda db: int(np.clip(round(127 * (db - SILENT_DB) / -SILENT_DB), 1, 127))  # noqa: E731
     events = []  # (time in ms, order, bytes): note-offs before note-ons at the same time
     start = None
     for k in range(len(notes) + 1):
@@ -349,11 +399,11 @@ def midi_bytes(played: np.ndarray, fps: int) -> bytes:
             events.append((ms(k), 0, bytes([0x80, MIDI_LO + notes[start] - 1, 0])))
             start = None
         if note and start is None:
-            velocity = int(np.clip(round(127 * (played[k, 1] - SILENT_DB) / -SILENT_DB), 1, 127))
-            events.append((ms(k), 1, bytes([0x90, MIDI_LO + note - 1, velocity])))
+            events.append((ms(k), 1, bytes([0x90, MIDI_LO + note - 1, velocity(played[k, 1])])))
             start = k
-    for k in np.flatnonzero(played[:, 2] > 0.5):
-        events.append((ms(k), 1, bytes([0x90 | DRUM_CHANNEL, KICK, 100])))
+    for k in np.flatnonzero(played[:, 2] > 0):
+        level_db = 20 * np.log10(played[k, 2])
+        events.append((ms(k), 1, bytes([0x90 | DRUM_CHANNEL, KICK, velocity(level_db)])))
         events.append((ms(k + 1), 0, bytes([0x80 | DRUM_CHANNEL, KICK, 0])))
     track, now = bytearray(_var_len(0) + b"\xff\x51\x03" + (1_000_000).to_bytes(3, "big")), 0  # tempo: 1 s a beat
     for time, _, message in sorted(events, key=lambda e: (e[0], e[1])):

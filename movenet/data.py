@@ -39,8 +39,10 @@ from movenet.movement import read_keypoints
 
 # 2: DataConfig.features, keypoints.npy, frames.npy only when features include frames.
 # 3: controls.npy, the training targets of the model's control head. Older sets are not read: prepare them again.
-FORMAT_VERSION = 3
-SUPPORTED_VERSIONS = (3,)
+# 4: controls.npy's onsets hold each hit's level (in a 3 every hit is 1: read, but a kick trains at one level).
+FORMAT_VERSION = 4
+SUPPORTED_VERSIONS = (3, 4)
+HIT_LEVELS_SINCE = 4
 MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp", ".ts"}
 SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
 NO_LABEL = "none"
@@ -338,6 +340,9 @@ def prepare(
     manifest_path = out_dir / "manifest.json"
     if manifest_path.exists():
         old = load_manifest(out_dir)
+        if old["format_version"] != FORMAT_VERSION:  # its clips would be reused as they are: a set of two formats
+            raise DataError(f"{out_dir}: holds a set prepared by an older movenet (format {old['format_version']}, "
+                            f"this one writes {FORMAT_VERSION}); prepare into another OUT_DIR")
         if {k: old["data"].get(k) for k in config.settings()} != config.settings():
             raise DataError(f"{out_dir}: already holds a set prepared with other settings ({_diff(old['data'], config)}); use another OUT_DIR")
     made_out_dir = not out_dir.exists()
@@ -467,7 +472,7 @@ def open_clip(prepared_dir: str | Path, record: dict, mmap: bool = True) -> dict
         codes      uint8 [n_samples]               mu-law codes
         frames     uint8 [n_frames, H, W, C]       if the set's features include frames
         keypoints  float32 [n_frames, 15, 3]       if they include keypoints (see the module docstring)
-        controls   float32 [n_frames, 3]           f0, loudness, onset of the soundtrack (movenet.controls)
+        controls   float32 [n_frames, 3]           f0, loudness, onset (its level) of the soundtrack (movenet.controls)
     memory-mapped read-only when mmap (cheap; open per DataLoader worker), else loaded into memory.
     Raises DataError if a file the clip's settings promise is missing, or its length disagrees with the record.
     """
@@ -579,9 +584,10 @@ class ClipDataset:
             before = controls.SILENT if start_frame <= 0 else arrays["controls"][start_frame - 1]
             state = controls.SourceState.holding(controls.snap_to_notes(before)[None])
             before_crop = arrays["controls"][max(0, start_frame - self.kick_frames): max(0, start_frame), 2]
-            onsets = np.flatnonzero(np.asarray(before_crop) > 0.5)
+            onsets = np.flatnonzero(np.asarray(before_crop) > 0)
             if len(onsets):  # a kick started before the crop still sounds in it
                 state.kick_age[:] = (len(before_crop) - onsets[-1]) * hop
+                state.kick_level[:] = before_crop[onsets[-1]]
             source = self.excitation.render(controls.snap_to_notes(rows)[None], state)[0]
             if self.align_phase:  # in phase with the crop's audio (controls.align_phase)
                 source = controls.align_phase(source, audio.mu_law_decode(codes[1:]), hop, self.excitation.harmonics)

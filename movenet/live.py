@@ -23,8 +23,8 @@ itself (for a model that listens to keypoints alone), FRAME_HEADER with KEYPOINT
 [15, 3] (x, y normalized to the image, visibility), which costs the server no pose at all. Server -> client, text: {"type":
 "hello", ...}, {"type": "started"}, {"type": "stats", ...}; binary: AUDIO_HEADER (AUDIO_MAGIC, uint32 tick, uint32
 the frame index it played from, float64 that frame's capture time; NO_FRAME and NaN when it held an earlier
-frame), float32 keypoints [15, 3], float32 controls [3] (f0 Hz, loudness dBFS, onset), float32 PCM [hop], then in
-file mode the frame as JPEG.
+frame), float32 keypoints [15, 3], float32 controls [3] (f0 Hz, loudness dBFS, onset: 0 or the hit's level),
+float32 PCM [hop], then in file mode the frame as JPEG.
 
 Safe by default: it binds to 127.0.0.1 (another host prints a warning), frames are never written to disk unless
 --record asks for an MP4, and a malformed or oversized message closes that client with one log line while the

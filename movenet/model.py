@@ -66,7 +66,7 @@ class ModelConfig:
     n_labels: int = 0
     # explicit controls (movenet.controls): a head predicts each frame's note, loudness and onset from the movement,
     # and the source they play (`harmonics` of the note, an onset pulse, the loudness; with `kick`, a kick drum's
-    # body after each onset) enters every layer's gates
+    # body after each onset, at the hit's level, which the head then also predicts) enters every layer's gates
     controls: bool = True
     harmonics: int = 4
     kick: bool = False  # not yet in the recipe: the shipped model was trained before it (README, ablation)
@@ -176,7 +176,7 @@ class MoveNet(nn.Module):
             self.latent_proj = nn.Linear(c.latent, c.n_layers * c.gate_channels)
             # set after training (train.set_style_centroids): what a style plays when no z is given
             self.register_buffer("style_centroids", torch.zeros(max(1, c.n_labels), c.latent))
-        self.control_head = ControlHead(c.video_channels, c.n_labels) if c.controls else None
+        self.control_head = ControlHead(c.video_channels, c.n_labels, kick=c.kick) if c.controls else None
         self.head = nn.Sequential(
             nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU(), nn.Linear(c.skip_channels, c.n_classes)
         )
@@ -196,7 +196,7 @@ class MoveNet(nn.Module):
                labels: torch.Tensor | None = None, detach: bool = False, latent: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The movement's per-frame conditioning of all layers [B, T_v, n_layers * G], and the control head's
-        output [B, T_v, controls.N_PITCH_CLASSES + 2] (None without controls; `controls.from_head` reads it).
+        output [B, T_v, controls.head_width(kick)] (None without controls; `controls.from_head` reads it).
 
         frames: uint8 [B, T_v, H, W, C]; keypoints: float [B, T_v, J, 3]; labels: int64 [B] (style); latent: float
         [B, latent] (a model with a style latent; None: the labels' centroids).

@@ -117,7 +117,7 @@ def read_movement(path: str | Path, inputs: InputConfig, progress: bool = False)
 
 class Conditioning(NamedTuple):
     rows: np.ndarray  # float32 [T, L * G]: every layer's conditioning, per frame
-    controls: np.ndarray | None  # float32 [T, 3]: the predicted f0 (Hz), loudness (dBFS), onset; None without a head
+    controls: np.ndarray | None  # float32 [T, 3]: the predicted f0 (Hz), loudness (dBFS), onset (its level); None without a head
 
 
 @torch.no_grad()

@@ -306,19 +306,19 @@ class KeypointEncoder(nn.Module):
 
 class ControlHead(nn.Module):
     """Movement features -> each frame's controls (movenet.controls): note logits [N_PITCH_CLASSES], loudness (dB
-    scaled to about 0..1), onset logit. The style joins the features first: a style may map the same gesture to
-    another note (its own scale)."""
+    scaled to about 0..1), onset logit, and with `kick` the hit's level (movenet.controls.head_width). The style
+    joins the features first: a style may map the same gesture to another note (its own scale)."""
 
-    def __init__(self, channels: int, n_labels: int = 0, width: int = 128):
-        from movenet.controls import N_PITCH_CLASSES
+    def __init__(self, channels: int, n_labels: int = 0, width: int = 128, kick: bool = False):
+        from movenet.controls import head_width
 
         super().__init__()
         self.label_embed = nn.Embedding(n_labels, channels) if n_labels else None
         self.mlp = nn.Sequential(nn.Linear(channels, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                                 nn.Linear(width, N_PITCH_CLASSES + 2))
+                                 nn.Linear(width, head_width(kick)))
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """features [B, T_v, C], labels int64 [B] -> [B, T_v, N_PITCH_CLASSES + 2]"""
+        """features [B, T_v, C], labels int64 [B] -> [B, T_v, head_width(kick)]"""
         if self.label_embed is not None:
             features = features + self.label_embed(labels)[:, None, :]
         return self.mlp(features)

@@ -236,7 +236,7 @@ def soundtrack_figure(path: str | Path, generated: np.ndarray, truth: np.ndarray
             ts = np.arange(len(score)) / float(sidecar["fps"])
             notes = np.where((score[:, 0] > 0) & (score[:, 1] > -60), score[:, 0], np.nan)
             ax.plot(ts, notes, ".", color="magenta", ms=3, label="note the model read off the body")
-            kicks = ts[score[:, 2] > 0.5]
+            kicks = ts[score[:, 2] > 0]
             ax.plot(kicks, np.full(len(kicks), 60.0), "^", color="magenta", ms=5, label="kick it read")
         label = name
         if panel_scores:

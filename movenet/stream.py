@@ -92,7 +92,7 @@ class Streams:
         self._streams[key].label = self.loaded.label_index(style)
 
     def controls(self, key: Hashable) -> np.ndarray | None:
-        """The controls [3] (f0 Hz, loudness dBFS, onset) of the newest frame of a stream."""
+        """The controls [3] (f0 Hz, loudness dBFS, onset: 0 or the hit's level) of the newest frame of a stream."""
         return self._streams[key].controls
 
     def remove(self, key: Hashable) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from movenet import checkpoint, rundir
-from movenet.data import ClipDataset, DataError, data_config_from_manifest, load_manifest
+from movenet.data import HIT_LEVELS_SINCE, ClipDataset, DataError, data_config_from_manifest, load_manifest
 from movenet.files import check_writable_dir, write_json
 from movenet.inputs import InputConfig
 from movenet.model import ModelConfig
@@ -98,6 +98,9 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     config_path = run_dir / "config.json"
     check_writable_dir(run_dir)  # now, not after the first epoch
     start = None  # a model to fine-tune from (config.init_from)
+    if resume and config.init_from:  # a resumed run goes on from its own checkpoint, not from another model
+        raise ValueError(f"--init-from starts a new run from {config.init_from}'s weights and --resume continues "
+                         f"{run_dir} from its own checkpoint: give one of them")
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"{last}: nothing to resume (train without --resume to start)")
@@ -134,6 +137,9 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         write_json(config_path, {"model": model_config.to_dict(), "train": asdict(config),
                                  "data": inputs.to_dict(), "labels": labels, "data_dir": str(data_dir)})
 
+    if model_config.kick and manifest["format_version"] < HIT_LEVELS_SINCE:
+        print(f"{data_dir}: prepared before hits had levels: every kick trains at full level (prepare the videos "
+              f"again into a new directory for the levels)")
     L.seed_everything(config.seed, workers=True, verbose=False)
     harmonics = model_config.harmonics if model_config.controls else 0  # crops bring the source of their controls
     span_frames = round(config.span_seconds * data.fps) if model_config.controls else 0
@@ -171,7 +177,8 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         module.add_train_seconds(learned["seconds"])  # spent from the time budget
         print(f"controls learned in {learned['seconds']:.0f} s: on validation spans, note right on "
               f"{learned['note_accuracy']:.0%} of pitched frames, loudness r {learned['loudness_r']:.2f}, onset "
-              f"F1 {learned['onset_f1']:.2f}")
+              f"F1 {learned['onset_f1']:.2f}" + (f", hit level r {learned['level_r']:.2f}" if "level_r" in learned
+                                                 else ""))
     interrupt = SaveOnInterrupt(last)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/bits", mode="min", save_top_k=1,
                            save_last=True, enable_version_counter=False)

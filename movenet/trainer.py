@@ -18,7 +18,7 @@ from movenet.files import atomic_write
 from movenet.model import ModelConfig, MoveNet
 
 LN2 = math.log(2.0)  # nats per bit
-CONTROL_LOSSES = ("pitch", "loudness", "onset")  # the control head's, weighted by control_weight
+CONTROL_LOSSES = ("pitch", "loudness", "onset", "level")  # the control head's, weighted by control_weight
 
 
 class MoveNetModule(L.LightningModule):
@@ -197,7 +197,8 @@ def learn_controls(model: MoveNet, train_set, val_set, steps: int, batch_size: i
 @torch.no_grad()
 def control_scores(model: MoveNet, dataset, n_spans: int = 32) -> dict:
     """How well the head reads the body on a dataset's spans: the share of pitched frames given the right note,
-    the correlation of predicted and true loudness (dB), and the F1 of onsets (same frame)."""
+    the correlation of predicted and true loudness (dB), and the F1 of onsets (same frame); a head with hit levels
+    adds the correlation of predicted and true level (dB) over the onsets both call."""
     from movenet import controls
 
     was_training = model.training
@@ -211,8 +212,14 @@ def control_scores(model: MoveNet, dataset, n_spans: int = 32) -> dict:
     predicted, true = controls.from_head(head.float().numpy()), batch["span_controls"].numpy()
     notes, true_notes = controls.pitch_class(predicted[..., 0]), controls.pitch_class(true[..., 0])
     pitched = true_notes > 0
-    onset, true_onset = predicted[..., 2] > 0.5, true[..., 2] > 0.5
+    onset, true_onset = predicted[..., 2] > 0, true[..., 2] > 0
     loud = np.corrcoef(predicted[..., 1].ravel(), true[..., 1].ravel())[0, 1] if predicted[..., 1].std() > 0 else 0.0
-    return {"note_accuracy": round(float((notes == true_notes)[pitched].mean()) if pitched.any() else math.nan, 4),
-            "loudness_r": round(float(loud), 4),
-            "onset_f1": round(float(2 * (onset & true_onset).sum() / max(onset.sum() + true_onset.sum(), 1)), 4)}
+    scores = {"note_accuracy": round(float((notes == true_notes)[pitched].mean()) if pitched.any() else math.nan, 4),
+              "loudness_r": round(float(loud), 4),
+              "onset_f1": round(float(2 * (onset & true_onset).sum() / max(onset.sum() + true_onset.sum(), 1)), 4)}
+    if c.kick:
+        both = onset & true_onset
+        level, true_level = np.log10(predicted[..., 2][both]), np.log10(true[..., 2][both])
+        fits = both.sum() > 2 and level.std() > 0 and true_level.std() > 0
+        scores["level_r"] = round(float(np.corrcoef(level, true_level)[0, 1]), 4) if fits else math.nan
+    return scores

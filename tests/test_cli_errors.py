@@ -109,6 +109,8 @@ def test_fine_tuning_from_a_model_that_cannot_read_the_set_is_one_line_before_tr
     assert code == 1 and "--features keypoints" in one_line(err) and str(model) in err
     code, _, err = cli_run("train", tmp_path / "frames", "--out", tmp_path / "run", "--init-from", tmp_path / "no.pt")
     assert code == 1 and "no such checkpoint" in one_line(err)
+    code, _, err = cli_run("train", tmp_path / "frames", "--out", tmp_path / "run", "--init-from", model, "--resume")
+    assert code == 1 and "give one of them" in one_line(err)  # not silently one or the other
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 

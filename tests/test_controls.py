@@ -37,6 +37,24 @@ def test_analyze_reads_notes_loudness_and_onsets_of_a_synthetic_dancer():
     hits, onsets = np.flatnonzero(clip.controls["hit"]), np.flatnonzero(played[:, 2])
     assert len(hits) and all(np.abs(onsets - h).min() <= 1 for h in hits)
     assert len(onsets) <= len(hits) + 1
+    # each onset's level follows how hard the foot landed: the synth plays a strike of strength s with a kick of
+    # peak HIT_GAIN * 0.75 * s (its drum part), and a strike at 0.3 sounds 10 dB under one at 1
+    strength = np.array([clip.controls["hit"][h] for h in hits])
+    level = np.array([played[onsets[np.abs(onsets - h).argmin()], 2] for h in hits])
+    assert strength.std() > 0.1 and np.corrcoef(level, strength)[0, 1] > 0.95
+    np.testing.assert_allclose(level / strength, synth.HIT_GAIN * 0.75, rtol=0.1)
+
+
+def test_a_hits_level_is_the_kick_that_fits_it():
+    t = np.arange(2 * SR) / SR
+    kick = 0.2 * controls.kick_wave(t - 1.0)  # a kick at 0.2 of full scale, one second in
+    # found from a start up to a frame off, as an onset detector's frame may be
+    np.testing.assert_allclose(controls.hit_levels(kick, SR, np.array([SR - 300, SR, SR + 500]), HOP), 0.2, rtol=1e-3)
+    high_note = 0.3 * np.sin(2 * np.pi * 440 * t)
+    assert controls.hit_levels(kick + high_note, SR, np.array([SR]), HOP)[0] == pytest.approx(0.2, rel=0.05)
+    floor = 10 ** (controls.LEVEL_FLOOR_DB / 20)
+    assert controls.hit_levels(high_note, SR, np.array([SR]), HOP)[0] < 0.02  # a note alone is no kick
+    np.testing.assert_allclose(controls.hit_levels(np.zeros(2 * SR), SR, np.array([0, SR]), HOP), floor)
 
 
 def test_noise_and_silence_have_no_note():
@@ -88,13 +106,16 @@ def test_the_kick_starts_on_its_onset_frame_falls_in_pitch_and_carries_across_fr
     ex = controls.Excitation(harmonics=2, hop=HOP, sample_rate=SR, kick=True)
     n = 20
     played = np.repeat(np.array([[440.0, -20.0, 0.0]], np.float32)[None], n, axis=1)
-    played[0, 3, 2] = played[0, 12, 2] = 1.0
+    played[0, 3, 2], played[0, 12, 2] = 0.25, 1.0  # two hits, the second four times as strong
     src = ex.render(played, controls.SourceState.silent(1))[0]
     assert src.shape[1] == controls.n_channels(2, kick=True) == controls.n_channels(2) + 1
     kick = src[:, -1]
     assert not kick[: 3 * HOP].any()  # nothing before the first onset
-    np.testing.assert_allclose(kick[3 * HOP: 12 * HOP], controls.kick_wave(np.arange(9 * HOP) / SR), atol=1e-6)
+    np.testing.assert_allclose(kick[3 * HOP: 12 * HOP], 0.25 * controls.kick_wave(np.arange(9 * HOP) / SR),
+                               atol=1e-6)  # at its hit's level
     np.testing.assert_allclose(kick[12 * HOP:], controls.kick_wave(np.arange(8 * HOP) / SR), atol=1e-6)  # restarted
+    pulse = src[:, 2 * 2]
+    assert pulse[3 * HOP] == pytest.approx(pulse[12 * HOP])  # the pulse marks the time alone: the same for both
     wave = controls.kick_wave(np.arange(int(controls.KICK_SECONDS * SR)) / SR)
     crossings = np.flatnonzero(np.diff(np.signbit(wave)))
     first, late = np.diff(crossings[:3]).mean(), np.diff(crossings[-3:]).mean()  # half periods, in samples
@@ -121,13 +142,30 @@ def test_head_losses_and_reading():
     np.testing.assert_allclose(read[0, 0], [261.63, -20.0, 1.0], rtol=1e-3)
     wrong = controls.head_losses(torch.zeros_like(head), targets)
     assert wrong["pitch"] > 3 and wrong["onset"] > 0.5
+    assert "level" not in losses and controls.head_width() == head.shape[-1]
+
+
+def test_a_kick_models_head_reads_the_hits_level():
+    T = 4
+    targets = torch.tensor([[[261.63, -20.0, 0.1], [261.63, -20.0, 0.0], [261.63, -20.0, 1.0], [0.0, -80.0, 0.0]]])
+    head = torch.zeros(1, T, controls.head_width(kick=True))
+    assert head.shape[-1] == controls.head_width() + 1
+    head[..., controls.N_PITCH_CLASSES + 1] = torch.tensor([6.0, -6.0, 6.0, -6.0])  # onsets where the hits are
+    # levels 0.1 (-20 dB) and 1 (0 dB), on the head's scale; the frames without a hit are not scored
+    head[..., controls.N_PITCH_CLASSES + 2] = torch.tensor([0.5, 0.9, 1.0, 0.1])
+    losses = controls.head_losses(head, targets)
+    assert losses["level"] < 1e-6
+    assert losses["onset"] < 0.01  # a hit at level 0.1 is an onset all the same: its target is 1
+    np.testing.assert_allclose(controls.from_head(head.numpy())[0, :, 2], [0.1, 0.0, 1.0, 0.0], rtol=1e-5)
+    head[0, 0, controls.N_PITCH_CLASSES + 2] = 1.0
+    assert controls.head_losses(head, targets)["level"] == pytest.approx(0.5 ** 2 / 2)
 
 
 def test_the_score_is_a_midi_file_of_the_notes_and_kicks(tmp_path):
     mido = pytest.importorskip("mido")
     c4, d4 = controls.class_hz(controls.pitch_class([261.63, 293.66]))
     played = np.array([[c4, -20, 0]] * 5 + [[d4, -6, 1]] + [[d4, -6, 0]] * 4 + [controls.SILENT] * 3
-                      + [[c4, -30, 0]] * 2, np.float32)
+                      + [[c4, -30, 0.1]] * 1 + [[c4, -30, 0]], np.float32)
     path = tmp_path / "score.mid"
     controls.write_midi(path, played, fps=25)
     midi = mido.MidiFile(path)
@@ -142,7 +180,9 @@ def test_the_score_is_a_midi_file_of_the_notes_and_kicks(tmp_path):
                      (0.52, "note_on", 0, 60, notes[4][4]), (0.6, "note_off", 0, 60, 0)]
     assert notes[2][4] > notes[0][4] > notes[4][4] > 0  # louder frames, higher velocity
     kicks = [e for e in events if e[2] == controls.DRUM_CHANNEL]
-    assert kicks == [(0.2, "note_on", 9, 36, 100), (0.24, "note_off", 9, 36, 0)]
+    # a hit at full scale is the loudest kick; one at a tenth of it (-20 dB) on the notes' dB scale
+    assert kicks == [(0.2, "note_on", 9, 36, 127), (0.24, "note_off", 9, 36, 0),
+                     (0.52, "note_on", 9, 36, round(127 * 40 / 60)), (0.56, "note_off", 9, 36, 0)]
 
 
 def test_aligning_the_phase_puts_the_source_in_phase_with_the_audio():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from movenet import audio, controls, pose, synth
-from movenet.data import (ClipDataset, DataConfig, DataError, data_config_from_manifest, find_videos, load_manifest,
-                          open_clip, prepare)
+from movenet.data import (FORMAT_VERSION, ClipDataset, DataConfig, DataError, data_config_from_manifest, find_videos,
+                          load_manifest, open_clip, prepare)
 from movenet.inputs import InputConfig, InputMismatch
 
 
@@ -61,7 +61,7 @@ def test_find_videos_labels_splits_and_ignores_other_files(tmp_path):
 def test_prepare_stores_aligned_compact_clips(prepared_dir):
     manifest = load_manifest(prepared_dir)
     config = DataConfig()
-    assert manifest["format_version"] == 3 and manifest["data"]["features"] == "frames"
+    assert manifest["format_version"] == FORMAT_VERSION == 4 and manifest["data"]["features"] == "frames"
     assert manifest["data"]["sample_rate"] == 16000 and manifest["data"]["fps"] == 25
     assert set(manifest["labels"]) == set(synth.STYLES)
     assert {c["split"] for c in manifest["clips"]} == {"train", "valid"}
@@ -211,7 +211,7 @@ def test_dataset_is_deterministic_per_epoch_and_pads_short_clips(prepared_dir):
 def test_a_crop_just_after_a_kick_hears_its_tail(prepared_dir):
     ds = ClipDataset(prepared_dir, split="train", crop_frames=6, harmonics=2, kick=True, align_phase=False)
     for clip_index in range(len(ds.clips)):
-        onsets = np.flatnonzero(np.asarray(ds._open(clip_index)["controls"][:, 2]) > 0.5)
+        onsets = np.flatnonzero(np.asarray(ds._open(clip_index)["controls"][:, 2]) > 0)
         onsets = onsets[(onsets > 0) & (onsets + 2 + ds.n_frames <= ds.clips[clip_index]["n_frames"])]
         if len(onsets):
             break
@@ -220,8 +220,9 @@ def test_a_crop_just_after_a_kick_hears_its_tail(prepared_dir):
     rows = controls.snap_to_notes(np.asarray(ds._open(clip_index)["controls"][: start + ds.n_frames]))
     from_start = controls.Excitation(2, ds.hop, ds.config.sample_rate, kick=True).render(
         rows[None], controls.SourceState.silent(1))[0][start * ds.hop:]
-    assert np.abs(crop[:, -1]).max() > 0.05
-    np.testing.assert_allclose(crop[:, -1], from_start[:, -1], atol=1e-5)  # the same kick as rendered from the start
+    assert np.abs(crop[:, -1]).max() > 0.02
+    # the same kick, at the same level, as rendered from the start
+    np.testing.assert_allclose(crop[:, -1], from_start[:, -1], atol=1e-5)
 
 
 def test_dataset_works_with_dataloader_workers(prepared_dir):
@@ -240,6 +241,18 @@ def test_missing_or_future_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 99, "data": {}, "clips": []}))
     with pytest.raises(DataError, match="version 99 is not supported"):
         load_manifest(tmp_path)
+
+
+def test_a_set_from_before_hit_levels_is_read_but_not_added_to(prepared_dir, synth_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(prepared_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "format_version": 3}))
+    assert len(ClipDataset(old, split=None, kick=True, harmonics=2)) > 0  # still trains
+    with pytest.raises(DataError, match="older movenet .format 3, this one writes 4.; prepare into another OUT_DIR"):
+        prepare(synth_dir, old, DataConfig(), progress=False)  # its clips would be reused with their old onsets
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,7 +290,7 @@ def _brightness_at_joints(frames: np.ndarray, keypoints: np.ndarray, shift: int)
 def test_prepare_both_stores_keypoints_aligned_with_frames(keypoint_sets):
     root = keypoint_sets["both"]
     manifest = load_manifest(root)
-    assert manifest["format_version"] == 3 and manifest["data"]["features"] == "both"
+    assert manifest["format_version"] == FORMAT_VERSION == 4 and manifest["data"]["features"] == "both"
     for record in manifest["clips"]:
         arrays = open_clip(root, record)
         assert set(arrays) == {"codes", "controls", "frames", "keypoints"}

@@ -214,7 +214,7 @@ function updateStats() {
   if (c && app.running) {
     const midi = c[0] > 0 ? Math.round(69 + 12 * Math.log2(c[0] / 440)) : null;
     $("note").textContent = (midi === null ? "no note" : `${NOTES[midi % 12]}${Math.floor(midi / 12) - 1}`) +
-      ` · ${c[1].toFixed(0)} dB` + (c[2] > 0.5 ? " · hit" : "");
+      ` · ${c[1].toFixed(0)} dB` + (c[2] > 0 ? " · hit" : "");
   }
 }
 

@@ -2,7 +2,7 @@
 score the generated audio of held-out dancers. Prints one JSON line per variant, then a markdown table.
 
     python benchmarks/ablate.py TRAIN_DIR HELDOUT_DIR --minutes 15 [--clips 12] [--out runs/ablate]
-                                [--variants plain source aligned head recipe kick]
+                                [--variants plain source aligned head motion recipe frames]
 
 TRAIN_DIR and HELDOUT_DIR are sets prepared with keypoints (or `--features both`), e.g. from `movenet synth
 --seed 0` and `movenet synth --seed 123`. Every variant starts from the shipped recipe
@@ -24,16 +24,17 @@ from movenet.train import TrainConfig, train
 # name: (what it is, model settings, training settings), each on top of the one before it (the last two:
 # on top of the recipe)
 VARIANTS = {
-    "plain": ("conditional WaveNet on keypoints, no controls", {"controls": False, "motion": False},
+    "plain": ("conditional WaveNet on keypoints, no controls", {"controls": False, "motion": False, "kick": False},
               {"control_steps": 0}),
     "source": ("+ control head and the source it plays (harmonics, onset pulse, loudness) at every layer",
-               {"controls": True, "motion": False}, {"control_steps": 0, "align_phase": False}),
-    "aligned": ("+ the source put in phase with the training audio", {"controls": True, "motion": False},
-                {"control_steps": 0, "align_phase": True}),
+               {"controls": True, "motion": False, "kick": False}, {"control_steps": 0, "align_phase": False}),
+    "aligned": ("+ the source put in phase with the training audio", {"controls": True, "motion": False,
+                                                                      "kick": False}, {"control_steps": 0,
+                                                                                       "align_phase": True}),
     "head": ("+ the control head's own first stage (3,000 steps on movement alone)",
-             {"controls": True, "motion": False}, {"align_phase": True}),
-    "recipe": ("+ motion inputs (each frame's change from the one before): the shipped recipe", {}, {}),
-    "kick": ("the recipe + a kick drum's body in the source after each onset (--kick)", {"kick": True}, {}),
+             {"controls": True, "motion": False, "kick": False}, {"align_phase": True}),
+    "motion": ("+ motion inputs (each frame's change from the one before)", {"kick": False}, {}),
+    "recipe": ("+ a kick drum's body in the source after each onset, at the hit's level: the shipped recipe", {}, {}),
     "frames": ("the recipe, listening to frames instead of keypoints", {"features": "frames"}, {}),
 }
 HEADLINE = ("pitch_accuracy", "hit_f1", "loudness_following", "audible_fraction", "onset_f1")
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per variant (wall time)")
     parser.add_argument("--clips", type=int, default=12, help="held-out clips to generate for")
     parser.add_argument("--out", type=Path, default=Path("runs/ablate"))
-    parser.add_argument("--variants", nargs="+", default=["plain", "source", "aligned", "head", "recipe"],
+    parser.add_argument("--variants", nargs="+", default=["plain", "source", "aligned", "head", "motion", "recipe"],
                         choices=list(VARIANTS))
     args = parser.parse_args()
     settings = {"model": {}, "train": {}}  # the recipe: ModelConfig's and TrainConfig's defaults

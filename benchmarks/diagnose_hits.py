@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("heldout_dir", type=Path)
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "bf16dot"))
     parser.add_argument("--png", type=Path, help="the kick band of one dancer, generated above its truth")
     parser.add_argument("--png-clip", type=int, default=0, help="which dancer the PNG shows (index)")
     args = parser.parse_args()

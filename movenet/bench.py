@@ -21,6 +21,7 @@ from movenet.audio import SAMPLE_RATE, SILENCE
 from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
+from movenet.kernels import host_has_bf16_dot
 from movenet.model import ModelConfig, MoveNet
 from movenet.movement import Movement, condition
 from movenet.sampling import sample_inverse_cdf
@@ -85,7 +86,8 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         cond1 = part.rows[None]
         excitation = Excitation.of(config)
         source1 = None if excitation is None else excitation.render(part.controls[None], SourceState.silent(1))
-        gens = {precision: FastGenerator(model, precision) for precision in ("fp32", "bf16")}
+        precisions = ("fp32", "bf16") + (("bf16dot",) if host_has_bf16_dot() else ())
+        gens = {precision: FastGenerator(model, precision) for precision in precisions}
         roofline = _roofline({p: g.n_weight_bytes for p, g in gens.items()}, 2 * gen.macs_per_sample, seconds)
         results = {
             "host": _host(), "config": config.to_dict(), "threads": threads, "cpus": cpus,
@@ -112,7 +114,7 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
                 # what bounds it: one stream re-reads the weights every sample; a batch shares the reads and is
                 # bound by the multiply-adds
                 bound = min(roofline["cache_bandwidth_gb_s_by_block"][precision] * 1e9 / g.n_weight_bytes * B,
-                            roofline["gemm_gflop_s"] * 1e9 / (2 * gen.macs_per_sample))
+                            roofline["gemm_gflop_s_by_type"][precision] * 1e9 / (2 * gen.macs_per_sample))
                 results["fast"].append({
                     "batch": B, "precision": precision, "samples_per_s": round(rate),
                     "per_stream_samples_per_s": round(rate / B), "realtime_factor": round(rate / SAMPLE_RATE, 2),
@@ -164,8 +166,9 @@ def _read_all(a, times):
 def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict:
     """What the compiled engine is up against on this core, measured now: the bandwidth of reading a block of the
     weights' size over and over (where they live between samples: L2 or L3) for each weight type, and the peak of
-    the engine's own register-tiled product on operands in L1."""
-    from movenet.kernels import WIDE_TILES, matmul_acc
+    the engine's own register-tiled product on operands in L1 with the multiply instruction each type uses (fp32
+    FMA for fp32 and bf16, whose weights are widened to fp32; vdpbf16ps for bf16dot)."""
+    from movenet.kernels import WIDE_TILES, matmul_acc, to_bf16_pairs
 
     out = {"tiles": "avx512" if WIDE_TILES else "avx2"}
     bandwidth = {}
@@ -178,14 +181,20 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
     rows = 8 if WIDE_TILES else 6
     x, w, y = np.ones((rows, 128), np.float32), np.ones((128, 128), np.float32), np.zeros((rows, 128), np.float32)
     n = 2000
+    operands = {"fp32": (x, w)}
+    if "bf16dot" in weight_bytes:
+        operands["bf16dot"] = (to_bf16_pairs(x.T).T.copy(), to_bf16_pairs(w))  # 64 pairs: the same 128 x 128 MACs
+    peak = {}
+    for kind, (a, b) in operands.items():
+        def products():
+            for _ in range(n):
+                matmul_acc(y, a, b)
 
-    def products():
-        for _ in range(n):
-            matmul_acc(y, x, w)
-
-    out["gemm_gflop_s"] = round(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0)) / 1e9, 1)
+        peak[kind] = round(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0)) / 1e9, 1)
+    peak["bf16"] = peak["fp32"]
+    out["gemm_gflop_s_by_type"] = {p: peak[p] for p in weight_bytes}
     out["single_stream_bound_samples_per_s"] = {
-        p: round(min(bandwidth[p] * 1e9 / weight_bytes[p], out["gemm_gflop_s"] * 1e9 / flops_per_sample))
+        p: round(min(bandwidth[p] * 1e9 / weight_bytes[p], peak[p] * 1e9 / flops_per_sample))
         for p in weight_bytes}
     return out
 

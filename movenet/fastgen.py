@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from movenet.audio import SILENCE
-from movenet.kernels import gate, matmul_acc, prefetch, to_bf16
+from movenet.kernels import gate, host_has_bf16_dot, matmul, prefetch, to_bf16, to_bf16_pairs
 from movenet.model import MoveNet
 from movenet.sampling import sample_row, temperatures
 
@@ -34,8 +34,9 @@ from movenet.sampling import sample_row, temperatures
 def _scratch(params, B):
     """Per-call work arrays for B streams (nothing here grows with the number of samples)."""
     in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
-    L, KC, G = wd.shape
+    L, G = wd.shape[0], wd.shape[2]
     C, S, Q = in_bias.shape[0], bs.shape[0], b2.shape[0]
+    KC = shape[0] * C + shape[1]  # the dilated convolution's inputs (wd's rows, or twice its rows of pairs)
     xs = np.empty((B, C + S), np.float32)  # [residual x | skip sum] of each stream
     taps = np.empty((B, KC), np.float32)  # the dilated convolution's inputs, oldest first
     h = np.empty((B, G), np.float32)
@@ -46,7 +47,9 @@ def _scratch(params, B):
     logits = np.empty((B, Q), np.float32)
     cdf = np.empty(Q, np.float64)
     bits = np.empty((2, Q), np.int64)
-    return xs, taps, h, z, hc, a, h1, logits, cdf, bits
+    # each product's inputs rounded to pairs of bfloat16 for weights in pairs (kernels.matmul; unused otherwise)
+    pairs = np.zeros((B, max(wd.shape[1], wrs.shape[1], w1.shape[0], w2.shape[0])), np.uint32)
+    return xs, taps, h, z, hc, a, h1, logits, cdf, bits, pairs
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -69,9 +72,9 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     FastState, updated in place exactly as MoveNet.step updates State.
     """
     in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
-    xs, taps, h, z, hc, a, h1, logits, cdf, bits = work
+    xs, taps, h, z, hc, a, h1, logits, cdf, bits, pairs = work
     B = prev.shape[0]
-    L, KC, G = wd.shape
+    L, G = wd.shape[0], wd.shape[2]
     C, S = in_bias.shape[0], bs.shape[0]
     k, E = shape[0], shape[1]
     n_in = input_codes.shape[1]
@@ -113,15 +116,15 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
                     prefetch(buffers, row + c)
             for g in range(G):
                 h[b, g] = hc[b, l, g]
-        matmul_acc(h, taps, wd[l])
+        matmul(h, taps, wd[l], pairs)
         gate(h, z)
         if l < L - 1:
-            matmul_acc(xs, z, wrs[l])  # x += W_r z, skip += W_s z in one product
+            matmul(xs, z, wrs[l], pairs)  # x += W_r z, skip += W_s z in one product
             for b in range(B):
                 for c in range(C):
                     xs[b, c] += br[l, c]
         else:  # the last layer's residual output goes nowhere
-            matmul_acc(xs[:, C:], z, wrs[l, :, C:])
+            matmul(xs[:, C:], z, wrs[l, :, C:], pairs)
     # head: ReLU -> Linear(S, S) -> ReLU -> Linear(S, Q)
     for b in range(B):
         for c in range(S):
@@ -129,11 +132,11 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
             h1[b, c] = b1[c]
         for q in range(logits.shape[1]):
             logits[b, q] = b2[q]
-    matmul_acc(h1, a, w1)
+    matmul(h1, a, w1, pairs)
     for b in range(B):
         for c in range(S):
             h1[b, c] = max(h1[b, c], np.float32(0))
-    matmul_acc(logits, h1, w2)
+    matmul(logits, h1, w2, pairs)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -189,10 +192,10 @@ def _init_buffers(params, cond0, buffers):
     under cond0 [B, L*G]; computed with the same kernels as a step whose taps are all that input."""
     in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     B = cond0.shape[0]
-    L, KC, G = wd.shape
+    L, G = wd.shape[0], wd.shape[2]
     C = in_bias.shape[0]
     k = shape[0]
-    xs, taps, h, z, hc, a, h1, logits, cdf, bits = _scratch(params, B)
+    xs, taps, h, z, hc, a, h1, logits, cdf, bits, pairs = _scratch(params, B)
     _set_frame(params, cond0, hc)
     for b in range(B):
         for c in range(C):
@@ -210,9 +213,9 @@ def _init_buffers(params, cond0, buffers):
                 taps[b, j * C: (j + 1) * C] = xs[b, :C]
             taps[b, k * C:] = 0  # no source before the clip
             h[b] = hc[b, l]
-        matmul_acc(h, taps, wd[l])
+        matmul(h, taps, wd[l], pairs)
         gate(h, z)
-        matmul_acc(xs[:, :C], z, wrs[l, :, :C])
+        matmul(xs[:, :C], z, wrs[l, :, :C], pairs)
         for b in range(B):
             for c in range(C):
                 xs[b, c] += br[l, c]
@@ -220,13 +223,15 @@ def _init_buffers(params, cond0, buffers):
 
 # -- the Python side ------------------------------------------------------------------------------------------------
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16dot")
 
 
 # What precision="auto" picks: bf16, on every host. A stream re-reads every weight for every sample, so half the
-# bytes is faster wherever the reads bound the speed (`movenet bench` on an AVX2 AMD EPYC: one stream 1.13x, batch
-# 32 1.06x fp32); its logits stay within the rounding of the weights and its samples follow fp32's statistics
-# (tests/test_fastgen.py). A host where fp32 wins would make this a per-host choice.
+# bytes is faster wherever the reads bound the speed (`movenet bench` on an AVX2 AMD EPYC: one stream 1.13x fp32; on
+# a Zen 4 with AVX512-BF16: 1.42x). bf16dot, which also multiplies in bfloat16, halves the multiply-adds' cost but
+# not the rest of a sample's work: on that Zen 4 it was 0.89x bf16 for one stream, and 1.08x fp32 at batch 8 but
+# 0.94x at batch 32, so it is there to ask for, not the default. Both keep logits within the rounding of their
+# operands and samples that follow fp32's statistics (tests/test_fastgen.py).
 AUTO_PRECISION = "bf16"
 
 
@@ -280,11 +285,15 @@ class FastGenerator:
     name = "fast"
 
     def __init__(self, model: MoveNet, precision: str = "fp32"):
-        """precision: "fp32", or "bf16": the four weight matrices (wd, wrs, w1, w2) stored as bfloat16, widened to
+        """precision: "fp32"; "bf16": the four weight matrices (wd, wrs, w1, w2) stored as bfloat16, widened to
         float32 in the registers and multiplied in fp32 (half the bytes each sample reads; logits within ~1e-2 of
-        fp32's), or "auto": AUTO_PRECISION."""
+        fp32's); "bf16dot" (AVX512-BF16 hosts): those weights in pairs of bfloat16 and each product's inputs rounded
+        to bfloat16 too, multiplied pair by pair with fp32 sums (vdpbf16ps: half the multiply-adds as well); or
+        "auto": AUTO_PRECISION."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bf16dot" and not host_has_bf16_dot():
+            raise ValueError("precision bf16dot needs a CPU with AVX512-BF16 (this one has none): use bf16 or fp32")
         self.config = c = model.config
         C, G = c.residual_channels, c.gate_channels
         f64 = {name: p.detach().to(torch.float64).cpu().numpy() for name, p in model.state_dict().items()}
@@ -307,10 +316,14 @@ class FastGenerator:
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels], dtype=np.int64))
         self.precision = AUTO_PRECISION if precision == "auto" else precision
-        if self.precision == "bf16":
+        # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
+        wd, wrs, w1, w2 = (self.params[i] for i in (2, 4, 7, 9))
+        self.macs_per_sample = wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size
+        if self.precision != "fp32":
+            compact = to_bf16 if self.precision == "bf16" else to_bf16_pairs
             params = list(self.params)
             for i in (2, 4, 7, 9):
-                params[i] = to_bf16(params[i])
+                params[i] = compact(params[i])
             self.params = tuple(params)
         self.hop = c.hop
         self.cond_channels = c.n_layers * G
@@ -319,13 +332,6 @@ class FastGenerator:
     def n_weight_bytes(self) -> int:
         """Bytes of matrices and biases that one stream reads per sample (not counting 2 rows of in_tables)."""
         return sum(p.nbytes for p in self.params[2:11])
-
-    @property
-    def macs_per_sample(self) -> int:
-        """Multiply-adds per sample and stream: the matrix products (the last residual output is skipped)."""
-        wd, wrs, w1, w2 = self.params[2], self.params[4], self.params[7], self.params[9]
-        C = self.config.residual_channels
-        return wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size
 
     def _check_cond(self, cond: np.ndarray, B: int, n_rows: int, name: str) -> None:
         if cond.shape[0] != B or cond.shape[2] != self.cond_channels or cond.shape[1] < n_rows:

@@ -86,7 +86,7 @@ class TorchEngine:
 
 
 def make_engine(model: MoveNet, engine: str = "fast", precision: str = "auto") -> Engine:
-    """"fast": the compiled FastGenerator, its weights in `precision` ("fp32", "bf16", or "auto":
+    """"fast": the compiled FastGenerator, its weights in `precision` ("fp32", "bf16", "bf16dot", or "auto":
     fastgen.AUTO_PRECISION); "torch": the reference step loop (fp32)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")

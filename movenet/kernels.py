@@ -20,7 +20,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 LANES = 16  # float32 lanes per vector in `_gemm_block` (one AVX-512 register)
 
@@ -72,13 +72,31 @@ _BF16_VEC, _I32_VEC = ir.VectorType(ir.IntType(16), LANES), ir.VectorType(_I32, 
 _SHIFT16 = ir.Constant(_I32_VEC, [16] * LANES)
 
 
+class _BFloat(ir.types.Type):
+    """LLVM's bfloat, which llvmlite's IR builder does not name: only the AVX512-BF16 intrinsic's operands use it."""
+
+    def _to_string(self):
+        return "bfloat"
+
+    def __eq__(self, other):
+        return isinstance(other, _BFloat)
+
+    def __hash__(self):
+        return hash("bfloat")
+
+
+_PAIRS_VEC = ir.VectorType(_BFloat(), 2 * LANES)  # 16 pairs of bfloat16: one vdpbf16ps operand
+
+
 @intrinsic
 def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
     """y[b0:b0+MR, o0:o0+NR] += x[b0:b0+MR, :K] @ w[:K, o0:o0+NR] with MR x NR/16 vector accumulators.
 
     y, x: float32 2-D arrays, w float32 or bfloat16 held as uint16 (the top half of a float32: widened in the
     registers, then the same fp32 multiply-adds), each with unit stride along its last axis (any row stride);
-    K = w.shape[0].
+    K = w.shape[0]. Or, on a host with AVX512-BF16, x and w both uint32 pairs of bfloat16 (`to_bf16_pairs`: row k
+    holds inputs 2k and 2k + 1): then each vdpbf16ps multiplies 16 pairs and adds both products in fp32, twice
+    the multiply-adds of an FMA, and K counts pairs.
     mr, nr, pf: literal ints, NR a multiple of 16. No bounds checks: the caller keeps the tile inside the arrays.
     Per k: NR/16 vector loads of w's row k, and per output row one broadcast of x[b, k] and NR/16 FMAs.
     pf > 0 also prefetches w's row k + pf (a prefetch past the end of w is harmless: prefetches never fault).
@@ -95,6 +113,9 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
         raise ValueError(f"NR must be a multiple of {LANES}, got {NR}")
     NV = NR // LANES
     BF16 = w.dtype == types.uint16
+    PAIRS = w.dtype == types.uint32
+    if PAIRS != (x.dtype == types.uint32):
+        return None
     W_ITEM = 2 if BF16 else 4
     sig = types.void(y, x, w, b0, o0, mr, nr, pf)
 
@@ -109,7 +130,11 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
         y_base, x_base, w_base = (builder.bitcast(a.data, i8p) for a in (y_arr, x_arr, w_arr))
         col = builder.mul(o0v, ir.Constant(_I64, 4))
         w_col = builder.mul(o0v, ir.Constant(_I64, W_ITEM))
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+        if PAIRS:
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC, _PAIRS_VEC, _PAIRS_VEC]),
+                                                 "llvm.x86.avx512bf16.dpbf16ps.512")
+        else:
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
         prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [_I32] * 3),
                                                   "llvm.prefetch.p0i8")
         splat = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
@@ -141,17 +166,26 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
                 w_vecs = [builder.bitcast(builder.shl(builder.zext(builder.load(builder.bitcast(
                     builder.gep(w_k, [ir.Constant(_I64, 2 * LANES * v)]), _BF16_VEC.as_pointer()), align=2),
                     _I32_VEC), _SHIFT16), _VEC) for v in range(NV)]
+            elif PAIRS:  # 16 pairs, as one operand of vdpbf16ps
+                w_vecs = [builder.bitcast(builder.load(builder.bitcast(builder.gep(
+                    w_k, [ir.Constant(_I64, 4 * LANES * v)]), _I32_VEC.as_pointer()), align=4), _PAIRS_VEC)
+                    for v in range(NV)]
             else:
                 w_vecs = [builder.load(vec_ptr(w_k, ir.Constant(_I64, 4 * LANES * v)), align=4) for v in range(NV)]
             x_k = builder.mul(k, x_col)
+            x_type, x_vec_type = (_I32, _I32_VEC) if PAIRS else (_F32, _VEC)
             for i in range(MR):
-                x_ik = builder.load(builder.bitcast(builder.gep(x_rows[i], [x_k]), _F32.as_pointer()), align=4)
-                x_vec = builder.shuffle_vector(builder.insert_element(ir.Constant(_VEC, ir.Undefined), x_ik,
+                x_ik = builder.load(builder.bitcast(builder.gep(x_rows[i], [x_k]), x_type.as_pointer()), align=4)
+                x_vec = builder.shuffle_vector(builder.insert_element(ir.Constant(x_vec_type, ir.Undefined), x_ik,
                                                                       ir.Constant(_I32, 0)),
-                                               ir.Constant(_VEC, ir.Undefined), splat)
+                                               ir.Constant(x_vec_type, ir.Undefined), splat)
                 for v in range(NV):
                     slot = acc[i * NV + v]
-                    builder.store(builder.call(fma, [x_vec, w_vecs[v], builder.load(slot)]), slot)
+                    if PAIRS:
+                        total = builder.call(fma, [builder.load(slot), builder.bitcast(x_vec, _PAIRS_VEC), w_vecs[v]])
+                    else:
+                        total = builder.call(fma, [x_vec, w_vecs[v], builder.load(slot)])
+                    builder.store(total, slot)
         for i in range(MR):
             for v in range(NV):
                 builder.store(builder.load(acc[i * NV + v]), y_ptr(i, v), align=4)
@@ -168,26 +202,34 @@ def _columns(y, x, w, b, o, rows):
         for j in range(o, O):
             s = y[i, j]
             for k in range(K):
-                s += x[i, k] * widen(w[k, j])
+                s += product(x[i, k], w[k, j])
             y[i, j] = s
 
 
 @intrinsic
-def widen(typingctx, v):
-    """A weight as float32: itself, or a bfloat16 (held as uint16) put in the high half of one."""
-    if v == types.float32:
-        return types.float32(v), lambda context, builder, signature, args: args[0]
-    if v != types.uint16:
+def product(typingctx, x, w):
+    """One input times one weight in float32: x * w for a float32 or bfloat16 (uint16) weight; for uint32 pairs of
+    bfloat16 (input and weight alike), the sum of the two products."""
+    if x == types.float32 and w in (types.float32, types.uint16):
+        def codegen(context, builder, signature, args):
+            weight = args[1] if w == types.float32 else _widen(builder, args[1])
+            return builder.fmul(args[0], weight)
+    elif x == types.uint32 and w == types.uint32:
+        def codegen(context, builder, signature, args):
+            halves = [[_widen(builder, builder.trunc(builder.lshr(v, ir.Constant(_I32, shift)), ir.IntType(16)))
+                       for shift in (0, 16)] for v in args]
+            return builder.fadd(builder.fmul(halves[0][0], halves[1][0]), builder.fmul(halves[0][1], halves[1][1]))
+    else:
         return None
+    return types.float32(x, w), codegen
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16)), _F32)
 
-    return types.float32(v), codegen
+def _widen(builder, v16):
+    return builder.bitcast(builder.shl(builder.zext(v16, _I32), ir.Constant(_I32, 16)), _F32)
 
 
 def to_bf16(a: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 (round to nearest even), held as uint16; widen() or the tiles turn it back."""
+    """float32 -> bfloat16 (round to nearest even), held as uint16; the tiles (or `from_bf16`) turn it back."""
     bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
     rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
     return (rounded >> np.uint32(16)).astype(np.uint16)
@@ -197,13 +239,60 @@ def from_bf16(a: np.ndarray) -> np.ndarray:
     return (np.asarray(a, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
-def _host_has_avx512() -> bool:
+def to_bf16_pairs(w: np.ndarray) -> np.ndarray:
+    """float32 [..., K, O] -> uint32 [..., ceil(K / 2), O]: row k holds bfloat16 rows 2k (low half) and 2k + 1
+    (high half; zero past K), the layout vdpbf16ps multiplies."""
+    w = np.asarray(w, dtype=np.float32)
+    if w.shape[-2] % 2:
+        w = np.concatenate([w, np.zeros(w.shape[:-2] + (1, w.shape[-1]), np.float32)], axis=-2)
+    bf = to_bf16(w).astype(np.uint32)
+    return np.ascontiguousarray(bf[..., 0::2, :] | (bf[..., 1::2, :] << np.uint32(16)))
+
+
+@njit(cache=True, error_model="numpy")
+def pack_pairs(x, xp):
+    """xp[b, k] = the bfloat16 pair (x[b, 2k], x[b, 2k + 1]) (round to nearest even; zero past x's columns), for
+    x float32 [B, K] and xp uint32 [B, >= ceil(K / 2)]."""
+    B, K = x.shape
+    for b in range(B):
+        for k in range(K // 2):
+            lo, hi = _round_bf16(x[b, 2 * k]), _round_bf16(x[b, 2 * k + 1])
+            xp[b, k] = lo | (hi << np.uint32(16))
+        if K % 2:
+            xp[b, K // 2] = _round_bf16(x[b, K - 1])
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _round_bf16(v):
+    bits = _float_bits(v)
+    return (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+
+
+@intrinsic
+def _float_bits(typingctx, v):
+    """A float32's bits as uint32."""
+    if v != types.float32:
+        return None
+    return types.uint32(v), lambda context, builder, signature, args: builder.bitcast(args[0], _I32)
+
+
+def _host_features() -> dict:
     try:
         import llvmlite.binding as llvm
 
-        return bool(llvm.get_host_cpu_features().get("avx512f"))
+        return dict(llvm.get_host_cpu_features())
     except Exception:  # an unknown host: the narrow tiles are right for 16 vector registers and fine for 32
-        return False
+        return {}
+
+
+def _host_has_avx512() -> bool:
+    return bool(_host_features().get("avx512f"))
+
+
+def host_has_bf16_dot() -> bool:
+    """Whether this CPU has vdpbf16ps (AVX512-BF16: AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and
+    later), which the uint32-pair tiles need; elsewhere they would not compile."""
+    return bool(_host_features().get("avx512bf16"))
 
 
 # The register tiles fit the host's vector registers: AVX-512 has 32 of 16 lanes, AVX2 16 of 8 (each 16-lane
@@ -295,6 +384,24 @@ def matmul_acc(y, x, w):
             _gemm_block(y, x, w, b, o, 1, 16, 4)
             o += 16
         _columns(y, x, w, b, o, 1)
+
+
+def matmul(y, x, w, pairs):
+    """y += x @ w: matmul_acc for float32 or bfloat16 weights; for uint32 pairs (`to_bf16_pairs`), x's rows are
+    first rounded into `pairs` (uint32 [>= B, >= w.shape[0]] scratch), then multiplied pair by pair. Compiled code
+    only (the overload below)."""
+    raise NotImplementedError("kernels.matmul runs inside compiled code")
+
+
+@overload(matmul, jit_options={"cache": True, "error_model": "numpy"})
+def _matmul(y, x, w, pairs):
+    if w.dtype == types.uint32:
+        def with_pairs(y, x, w, pairs):
+            xp = pairs[: x.shape[0], : w.shape[0]]
+            pack_pairs(x, xp)
+            matmul_acc(y, xp, w)
+        return with_pairs
+    return lambda y, x, w, pairs: matmul_acc(y, x, w)
 
 
 # -- exp in float64 ---------------------------------------------------------------------------------------------------

@@ -86,6 +86,14 @@ def test_bad_numbers_are_refused_by_the_parser_in_one_line(cli_run, command, fla
         assert f"argument {flag}" in line and value in line, line
 
 
+def test_bf16dot_on_a_cpu_without_it_is_refused_by_the_parser_in_one_line(cli_run, monkeypatch):
+    from movenet import kernels
+
+    monkeypatch.setattr(kernels, "host_has_bf16_dot", lambda: False)
+    code, out, err = cli_run("generate", "m.pt", "v.mp4", "-o", "o.wav", "--precision", "bf16dot")
+    assert code == 2 and "argument --precision" in one_line(err) and "AVX512-BF16" in err
+
+
 def test_good_numbers_still_parse():
     args = cli.build_parser().parse_args(["prepare", "s", "o", "--fps", "30", "--sample-rate", "24000",
                                           "--size", "128", "--workers", "1", "--min-seconds", "0",

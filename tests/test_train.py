@@ -43,7 +43,8 @@ def test_train_writes_checkpoints_that_load_weights_only_and_a_loss_curve(prepar
     assert sorted(loaded.labels) == sorted(synth.STYLES) and loaded.step == 6
     assert loaded.metrics["val_bits"] is not None and 0 < loaded.metrics["val_bits"] < 9
     scores = loaded.metrics["controls"]  # how well the control head reads the body, on validation spans
-    assert set(scores) == {"note_accuracy", "loudness_r", "onset_f1"} and 0 <= scores["note_accuracy"] <= 1
+    # the default head also reads each hit's level (the kick's)
+    assert set(scores) == {"note_accuracy", "loudness_r", "onset_f1", "level_r"} and 0 <= scores["note_accuracy"] <= 1
     assert (run / "loss.png").stat().st_size > 10_000
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["hop"] == 640 and config["train"]["max_steps"] == 6
@@ -109,9 +110,10 @@ def test_train_on_keypoints_from_the_synthetic_sidecars(tmp_path):
     loaded = checkpoint.load(train(tmp_path / "kp", tmp_path / "run", dict(TINY), quick(max_steps=3),
                                    progress=False))
     assert loaded.model.config.features == "keypoints" and loaded.model.frame_encoder is None
-    # The control head's own stage: a few hundred cheap steps teach it the dancers' notes (chance: 1 in 15)
+    # The control head's own stage: a thousand cheap steps teach it the dancers' notes (chance: 1 in 15). Learning
+    # the hits' levels beside them slows the notes at first: after 400 steps 0.08 here, 0.48 without the level.
     learned = checkpoint.load(train(tmp_path / "kp", tmp_path / "notes", dict(TINY),
-                                    quick(max_steps=1, control_steps=400, span_seconds=2.0, batch_size=8),
+                                    quick(max_steps=1, control_steps=1000, span_seconds=2.0, batch_size=8),
                                     progress=False))
     assert learned.metrics["controls"]["note_accuracy"] > 0.35 > loaded.metrics["controls"]["note_accuracy"]
 

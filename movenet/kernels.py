@@ -16,6 +16,8 @@ movenet/__pycache__/*.nb[ci] (the functions in fastgen.py that inline these woul
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -276,6 +278,7 @@ def _float_bits(typingctx, v):
     return types.uint32(v), lambda context, builder, signature, args: builder.bitcast(args[0], _I32)
 
 
+@functools.cache  # the CPU does not change under a running process
 def _host_features() -> dict:
     try:
         import llvmlite.binding as llvm

@@ -29,4 +29,6 @@ print(json.dumps({
     "underruns": stats["underruns"], "server_tick_ms_p95": stats["server"].get("tick_ms_p95"),
     "frame_ms": stats["server"].get("frame_ms"), "page_errors": run["errors"],
     "frame_wait_for_tick_ms": [stats["server"].get("wait_ms_p50"), stats["server"].get("wait_ms_p95")],
+    "frame_arrival_to_pose_ms": [stats["server"].get("see_ms_p50"), stats["server"].get("see_ms_p95")],
+    "server_tick_ms_p50": stats["server"].get("tick_ms_p50"),
 }, indent=1))

@@ -4,10 +4,10 @@
 
 The server (aiohttp) serves the page (movenet/web/: no CDN, it works offline) and one WebSocket per client. The
 page asks for the camera and sends a JPEG of each frame (longest side SEND_SIDE) at the model's frame rate. Every
-frame tick (hop / sample rate: 40 ms at 25 fps) the server takes each client's newest frame (the last one again if
-none came), runs MediaPipe Pose on it as `prepare` does when the model listens to keypoints, steps every client's
-stream together in one batched call of the compiled engine (`movenet.stream.Streams`), and sends each client its
-frame's PCM with the keypoints and controls it played from. The page plays the PCM through an AudioWorklet with an
+frame tick (hop / sample rate: 40 ms at 25 fps) the server takes each client's newest frame that is due (the last
+one again if none is; MediaPipe Pose has run on each as it came, as `prepare` runs it when the model listens to
+keypoints), steps every client's stream together in one batched call of the compiled engine
+(`movenet.stream.Streams`), and sends each client its frame's PCM with the keypoints and controls it played from. The page plays the PCM through an AudioWorklet with an
 adaptive jitter buffer (movenet/web/worklet.js) and draws the skeleton over its preview.
 
 `--video FILE` plays a file instead of a camera, looping, for every client: its movement is read the way
@@ -71,12 +71,20 @@ MAX_FRAME_SIDE = 4096  # a decoded frame larger than this closes the client
 MAX_TEXT_BYTES = 4096
 MAX_BEHIND_TICKS = 10  # further behind than this, the clock starts afresh instead of catching up
 MIN_SEED, MAX_SEED = 0, 2**32 - 1
-# The clock locks its phase to the first camera: a tick comes PHASE_TARGET after that client's newest frame is
-# ready (decoded, pose found), so the frame waits that long for its tick instead of up to a whole frame period.
-# Each tick moves the phase by PHASE_GAIN of the error, at most PHASE_STEP; other clients keep their own phase.
-# After the camera's first PHASE_ACQUIRE_TICKS the steps are smaller: the clock then follows the camera's drift,
-# not the pose's time on one frame or another, which every client would hear as jitter.
-PHASE_TARGET, PHASE_GAIN, PHASE_STEP, PHASE_TRACK_STEP, PHASE_ACQUIRE_TICKS = 0.015, 0.2, 0.002, 0.0005, 50
+# Each camera frame plays at a steady latency from its capture. Its time from capture (the page's clock) to its
+# pose being found (the server's) varies: MediaPipe tracks in ~15-20 ms, runs its detector as well on some frames,
+# skips most frames while nobody is in view, and the machine is shared. A frame is due its client's typical transit
+# (capture to arrival) plus the PHASE_ON_TIME quantile of its recent pose times after its capture, and plays in the
+# tick nearest that time: a quick frame waits for its time instead of overtaking the one before (which would leave
+# the next tick without a frame), and few are late (a late one plays in the first tick after its pose is found,
+# unless a newer frame is due by then). The pose's part is never more than a period past its median, where waiting
+# would cost more than being late.
+# The clock locks its phase to the first camera's due times (a tick PHASE_MARGIN after them). Each tick moves the
+# phase by PHASE_GAIN of the error, at most PHASE_STEP; other clients keep their own phase. After the camera's first
+# PHASE_ACQUIRE_TICKS the steps are smaller: the clock then follows the camera's drift and slow changes of the pose's
+# time, which every client would otherwise hear as jitter.
+PHASE_ON_TIME, PHASE_MARGIN, PHASE_LAGS, MAX_QUEUED = 0.97, 0.002, 250, 8
+PHASE_GAIN, PHASE_STEP, PHASE_TRACK_STEP, PHASE_ACQUIRE_TICKS = 0.2, 0.002, 0.0005, 50
 
 
 class ClientError(Exception):
@@ -101,6 +109,7 @@ class Frame:
     capture_ms: float
     jpeg: bytes | None = None  # a camera frame
     keypoints: np.ndarray | None = None  # or its pose, float32 [15, 3]
+    received_at: float = field(default_factory=time.monotonic)  # when the server read it off the socket
 
 
 def parse_frame(data: bytes, keypoints_allowed: bool = False) -> Frame:
@@ -332,21 +341,33 @@ class Session:
     streaming: bool = False  # its stream is in the Streams (from its first played frame)
     pending: Frame | None = None  # the newest frame received, not looked at yet
     analysing: bool = False  # the pose thread is at it
-    seen: "Seen | None" = None  # the newest frame looked at (decoded, its pose found), not played yet
+    seen: deque = field(default_factory=deque)  # frames looked at (decoded, their pose found), not played yet
     last: "Seen | None" = None  # the frame the last tick played (played again while no newer one is seen)
     tracker: object = None
     source: FileSource | None = None
     recorder: Recorder | None = None
     close_reason: str | None = None
     received: int = 0
-    dropped: int = 0  # frames replaced by a newer one before a tick played them
+    dropped: int = 0  # frames a newer one replaced before a tick played them
     held: int = 0  # ticks that played an earlier frame again
+    # of the recent frames: seconds from capture to arrival (with the offset between the page's clock and the
+    # server's), and from arrival to the pose found
+    transits: deque = field(default_factory=lambda: deque(maxlen=PHASE_LAGS))
+    poses: deque = field(default_factory=lambda: deque(maxlen=PHASE_LAGS))
     played: int = 0  # frames of audio sent since start
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ready(self) -> bool:
         return self.playing and self.close_reason is None and (
-            self.source is not None or self.seen is not None or self.last is not None)
+            self.source is not None or bool(self.seen) or self.last is not None)
+
+    def due_lag(self, period: float) -> float:
+        """Seconds (with the clocks' offset) from a frame's capture to when a tick may play it: the typical transit
+        and the PHASE_ON_TIME quantile of the pose's time. (Transit is late when the server itself is busy, as it
+        is with many clients on one core: waiting for that lateness would only put the ticks later still.)"""
+        poses = np.asarray(self.poses)
+        return float(np.median(self.transits)) + min(float(np.quantile(poses, PHASE_ON_TIME)),
+                                                      float(np.median(poses)) + period)
 
 
 @dataclass
@@ -389,8 +410,9 @@ class LiveServer:
         self.pose_executor = ThreadPoolExecutor(1, thread_name_prefix="movenet-pose")
         self.tick_seconds: deque = deque(maxlen=250)  # compute time of the recent ticks
         self.ticks = self.late = 0
-        self.phase_shift = 0.0  # seconds the clock's next tick moves (phase lock, see PHASE_TARGET)
+        self.phase_shift = 0.0  # seconds the clock's next tick moves (phase lock, see PHASE_ON_TIME)
         self.waits: deque = deque(maxlen=250)  # how long the first camera's recent frames waited for their tick
+        self.sees: deque = deque(maxlen=250)  # and how long from their arrival to their pose (decode, MediaPipe)
         self.recorded: list[Path] = []
         self._ticker = None
         self.warm_up()
@@ -512,7 +534,8 @@ class LiveServer:
         self._stop(session)
         session.settings, session.played = settings, 0
         with session.lock:
-            session.pending = session.seen = session.last = None
+            session.pending = session.last = None
+            session.seen.clear()
         if isinstance(made, FileSource):
             session.source = made
         else:
@@ -577,8 +600,13 @@ class LiveServer:
                     session.analysing = False
                 return
             with session.lock:
-                session.dropped += session.seen is not None
-                session.seen = seen
+                session.seen.append(seen)
+                while len(session.seen) > MAX_QUEUED:  # a client sending faster than the frame rate
+                    session.seen.popleft()
+                    session.dropped += 1
+                if math.isfinite(frame.capture_ms):
+                    session.transits.append(frame.received_at - frame.capture_ms / 1000)
+                    session.poses.append(seen.ready_at - frame.received_at)
 
     def _see(self, session: Session, frame: Frame) -> Seen:
         if frame.keypoints is not None:  # the client found the pose itself: nothing to see or detect
@@ -592,38 +620,47 @@ class LiveServer:
                 keypoints = session.tracker(rgb)
         return Seen(frame, rgb, model_input, keypoints)
 
-    def _movement(self, session: Session):
-        """The session's movement for this tick: (rgb, model frame, keypoints, the frame message it played first
-        now, or None when it plays an earlier frame again)."""
+    def _movement(self, session: Session, slot: float):
+        """The session's movement for the tick meant for `slot`: (rgb, model frame, keypoints, the frame message
+        it plays first now, or None when it plays an earlier frame again)."""
         if session.source is not None:
             rgb, frame, keypoints = session.source()
             return rgb, frame, keypoints, None
+        period = self.streams.frame_period
         with session.lock:
-            fresh, session.seen = session.seen, None
-        if fresh is None:
+            lag = session.due_lag(period) if session.poses else 0.0
+            due = [s for s in session.seen if not math.isfinite(s.frame.capture_ms)
+                   or s.frame.capture_ms / 1000 + lag <= slot + period / 2]  # due at the nearest tick
+            if not due and session.last is None and session.seen:  # the first frame: no need to wait
+                due = [session.seen[0]]
+            for _ in due:
+                session.seen.popleft()
+            session.dropped += max(0, len(due) - 1)
+        if not due:
             session.held += 1
             seen = session.last
         else:
-            seen = session.last = fresh
-        return seen.rgb, seen.model_frame, seen.keypoints, None if fresh is None else fresh.frame
+            seen = session.last = due[-1]
+        return seen.rgb, seen.model_frame, seen.keypoints, None if not due else seen.frame
 
-    def tick(self, sessions: list[Session]) -> list[tuple[Session, bytes]]:
-        """One frame tick of these sessions: their movement, one batched step, one audio message each."""
+    def tick(self, sessions: list[Session], slot: float | None = None) -> list[tuple[Session, bytes]]:
+        """One frame tick of these sessions: their movement, one batched step, one audio message each. slot: the
+        time.monotonic() the clock meant this tick for (default: now)."""
         moves, played = {}, {}
         now = time.monotonic()
+        slot = now if slot is None else slot
         sessions = [s for s in sessions if s.ready()]  # a stop may have run between the clock's look and now
         lead = next((s for s in sessions if s.source is None), None)
         for session in sessions:
             try:
-                rgb, frame, keypoints, fresh = self._movement(session)
+                rgb, frame, keypoints, fresh = self._movement(session, max(slot, now))  # a late tick: what is due now
             except (ClientError, video.MediaError) as err:
                 session.close_reason = str(err)
                 continue
-            if session is lead and fresh is not None:  # how long its frame waited for this tick
-                waited = now - session.last.ready_at
-                self.waits.append(waited)
-                step = PHASE_STEP if session.played < PHASE_ACQUIRE_TICKS else PHASE_TRACK_STEP
-                self.phase_shift += float(np.clip(-PHASE_GAIN * (waited - PHASE_TARGET), -step, step))
+            if session is lead and fresh is not None:
+                self.waits.append(now - session.last.ready_at)  # how long its frame waited for this tick
+                self.sees.append(session.last.ready_at - fresh.received_at)
+                self._lock_phase(session, fresh, slot)
             if not session.streaming:
                 self.streams.add(session.key, session.settings["style"], session.settings["temperature"],
                                  session.settings["seed"])
@@ -661,6 +698,17 @@ class LiveServer:
         self.ticks += 1
         return out
 
+    def _lock_phase(self, session: Session, fresh: Frame, slot: float) -> None:
+        """Move the clock's phase towards ticks PHASE_MARGIN after the session's frames are due."""
+        if not math.isfinite(fresh.capture_ms) or not session.poses:
+            return
+        period = self.streams.frame_period
+        due = fresh.capture_ms / 1000 + session.due_lag(period)
+        # the captures lie a period apart, so any frame tells the phase, whether it is played on time or late
+        error = (due + PHASE_MARGIN - slot + period / 2) % period - period / 2
+        step = PHASE_STEP if session.played < PHASE_ACQUIRE_TICKS else PHASE_TRACK_STEP
+        self.phase_shift += float(np.clip(PHASE_GAIN * error, -step, step))
+
     # -- the clock ----------------------------------------------------------------------------------------------------
 
     async def _start_ticks(self, app) -> None:
@@ -684,7 +732,7 @@ class LiveServer:
             if ready:
                 started = time.perf_counter()
                 try:
-                    out = await loop.run_in_executor(self.executor, self.tick, ready)
+                    out = await loop.run_in_executor(self.executor, self.tick, ready, next_tick)
                 except Exception as err:  # a bug must not stop every client's music: say it, close them
                     self.log(f"live: tick failed: {type(err).__name__}: {' '.join(str(err).split())}")
                     for session in ready:
@@ -714,6 +762,8 @@ class LiveServer:
         if self.waits:
             out["wait_ms_p50"], out["wait_ms_p95"] = (round(float(np.percentile(self.waits, q)) * 1000, 1)
                                                       for q in (50, 95))
+            out["see_ms_p50"], out["see_ms_p95"] = (round(float(np.percentile(self.sees, q)) * 1000, 1)
+                                                    for q in (50, 95))
         if session is not None:
             out.update(received=session.received, dropped=session.dropped, held=session.held)
         return out

@@ -218,7 +218,7 @@ def test_clients_share_each_tick_and_each_plays_its_own_stream(shipped, walker_j
     server = live.LiveServer(shipped, log=lambda line: None)
     batches = []
     tick = server.tick
-    server.tick = lambda sessions: (batches.append(len(sessions)), tick(sessions))[1]
+    server.tick = lambda sessions, slot=None: (batches.append(len(sessions)), tick(sessions, slot))[1]
 
     async def body(url):
         async with ClientSession() as http:
@@ -303,3 +303,42 @@ def test_a_client_that_finds_the_pose_itself_sends_keypoints(shipped, dancer_cli
     replay = generate_file(shipped, tmp_path / "kp.mp4", [tmp_path / "kp.wav"], seed=9, progress=False)
     np.testing.assert_array_equal(replay, client.pcm(hop))
     assert np.abs(client.pcm(hop)).max() > 0.05  # the dancer's own pose plays the instrument
+
+
+def test_a_frame_plays_at_its_due_time_so_a_quick_one_does_not_leave_the_next_tick_without_one(shipped):
+    """Frames whose pose takes 2-75 ms: each is due the typical transit plus the pose times' PHASE_ON_TIME quantile
+    after its capture. A quick frame ready before the tick of the one before it waits for its own tick; a late one
+    is played by the next tick (or, when a newer frame is due by then, replaced by it)."""
+    server = live.LiveServer(shipped, log=lambda line: None)
+    period = server.streams.frame_period
+    session = live.Session(1, None, "test")
+    rng = np.random.default_rng(0)
+    session.poses.extend(rng.uniform(0.010, 0.030, 240).tolist() + [0.046] * 10)  # 4 % at 46 ms
+    session.transits.extend([0.0] * 249 + [0.5])  # once the server was busy
+    due_lag = session.due_lag(period)
+    assert 0.030 <= due_lag <= 0.046
+
+    def seen(index, lag):
+        frame = live.Frame(index, 1000 * index * period)
+        return live.Seen(frame, np.zeros((4, 4, 3), np.uint8), None, np.zeros((15, 3), np.float32),
+                         ready_at=index * period + lag)
+
+    lags = {0: 0.028, 1: 0.002, 2: 0.020, 3: 0.070, 4: 0.025, 5: 0.075, 6: 0.045}  # 3 and 5 late
+    played = []
+    for tick in range(8):
+        slot = tick * period + due_lag + live.PHASE_MARGIN
+        for i, lag in lags.items():  # the frames whose pose has been found by this tick's time
+            if slot - period < i * period + lag <= slot:
+                session.seen.append(seen(i, lag))
+        session.seen = type(session.seen)(sorted(session.seen, key=lambda s: s.frame.index))
+        fresh = server._movement(session, slot)[3]
+        played.append(None if fresh is None else fresh.index)
+    assert played[:3] == [0, 1, 2]  # frame 1 was ready before frame 0's tick, and waited for its own
+    assert played[3:5] == [None, 4]  # frame 3 was late: its tick held frame 2, and by the next frame 4 was due
+    assert played[5:] == [None, 6, None] and session.dropped == 2 and session.held == 3
+
+    # the clock moves its ticks towards PHASE_MARGIN after the due times, whichever frame tells it the phase
+    for frame, early in ((0, 0.005), (3, 0.005), (0, -0.004)):
+        server.phase_shift = 0.0
+        server._lock_phase(session, seen(frame, 0.0).frame, due_lag + live.PHASE_MARGIN - early + 7 * period)
+        assert server.phase_shift == pytest.approx(live.PHASE_GAIN * early)

@@ -2,7 +2,7 @@
 score the generated audio of held-out dancers. Prints one JSON line per variant, then a markdown table.
 
     python benchmarks/ablate.py TRAIN_DIR HELDOUT_DIR --minutes 15 [--clips 12] [--out runs/ablate]
-                                [--variants plain source aligned head motion recipe frames]
+                                [--variants plain source aligned head motion kick recipe frames]
 
 TRAIN_DIR and HELDOUT_DIR are sets prepared with keypoints (or `--features both`), e.g. from `movenet synth
 --seed 0` and `movenet synth --seed 123`. Every variant starts from the shipped recipe
@@ -34,7 +34,10 @@ VARIANTS = {
     "head": ("+ the control head's own first stage (3,000 steps on movement alone)",
              {"controls": True, "motion": False, "kick": False}, {"align_phase": True}),
     "motion": ("+ motion inputs (each frame's change from the one before)", {"kick": False}, {}),
-    "recipe": ("+ a kick drum's body in the source after each onset, at the hit's level: the shipped recipe", {}, {}),
+    "kick": ("+ a kick drum's body in the source after each onset, at the hit's level, played by the WaveNet",
+             {"direct_kick": False}, {}),
+    "recipe": ("+ that kick played as the source renders it, the WaveNet learning the rest: the shipped recipe", {},
+               {}),
     "frames": ("the recipe, listening to frames instead of keypoints", {"features": "frames"}, {}),
 }
 HEADLINE = ("pitch_accuracy", "hit_f1", "loudness_following", "audible_fraction", "onset_f1")
@@ -47,7 +50,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget per variant (wall time)")
     parser.add_argument("--clips", type=int, default=12, help="held-out clips to generate for")
     parser.add_argument("--out", type=Path, default=Path("runs/ablate"))
-    parser.add_argument("--variants", nargs="+", default=["plain", "source", "aligned", "head", "motion", "recipe"],
+    parser.add_argument("--variants", nargs="+", default=["plain", "source", "aligned", "head", "motion", "kick",
+                                                          "recipe"],
                         choices=list(VARIANTS))
     args = parser.parse_args()
     settings = {"model": {}, "train": {}}  # the recipe: ModelConfig's and TrainConfig's defaults

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from movenet.audio import mu_law_decode, mu_law_encode
+
 MIDI_LO, MIDI_HI = 36, 96  # C2 .. C7
 N_NOTES = MIDI_HI - MIDI_LO + 1
 N_PITCH_CLASSES = N_NOTES + 1  # class 0: no pitched sound; class c: MIDI_LO + c - 1
@@ -320,6 +322,26 @@ def align_phase(source: np.ndarray, wav: np.ndarray, hop: int, harmonics: int) -
         out[:, k - 1] = gain * np.sin(k * (phase + offset))
         out[:, H + k - 1] = gain * np.cos(k * (phase + offset))
     return out
+
+
+def kick_of(source: np.ndarray) -> np.ndarray:
+    """The kick channel of a source [..., n, E] (its last, for a model with `kick`): float32 [..., n]."""
+    return source[..., -1]
+
+
+def without_kick(codes: np.ndarray, kick: np.ndarray) -> np.ndarray:
+    """Codes uint8 [n] of a soundtrack with a kick [n] taken out: what the WaveNet of a `direct_kick` model learns
+    (the soundtrack minus the kick its source renders from the soundtrack's own onsets and levels)."""
+    return mu_law_encode(np.clip(mu_law_decode(codes) - kick, -1.0, 1.0))
+
+
+def soundtrack(codes: np.ndarray, source: np.ndarray | None, direct_kick: bool) -> np.ndarray:
+    """What generated codes [..., n] play, float32 in [-1, 1]: decoded, and for a `direct_kick` model with the
+    source's kick (source [..., n, E]) added."""
+    wav = mu_law_decode(codes)
+    if direct_kick:
+        wav = np.clip(wav + kick_of(source), -1.0, 1.0).astype(np.float32)
+    return wav
 
 
 # -- the model's control head -----------------------------------------------------------------------------------------

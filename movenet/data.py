@@ -508,7 +508,8 @@ class ClipDataset:
         controls   float32 [n_frames, 3]        the soundtrack's controls (movenet.controls), aligned the same way
         excitation float32 [n_frames * hop, E]  with `harmonics` (and `kick`): the source those controls play, notes
                                                 snapped (controls.Excitation), row i for target codes[1 + i]; with
-                                                `align_phase`, in phase with the crop's audio
+                                                `align_phase`, in phase with the crop's audio. With `direct_kick`,
+                                                the codes are of the soundtrack without the source's kick
         label      int64 []                     index into `labels`
         span_frames, span_keypoints, span_controls    with `span_frames` > 0: a longer stretch of the same clip
                                                 (span_frames of them), for the control head
@@ -525,7 +526,8 @@ class ClipDataset:
 
     def __init__(self, prepared_dir: str | Path, split: str | None = "train", crop_frames: int = 25,
                  context_frames: int = 0, seed: int = 0, labels: list[str] | None = None, harmonics: int = 0,
-                 span_frames: int = 0, align_phase: bool = True, kick: bool = False, reference_samples: int = 0):
+                 span_frames: int = 0, align_phase: bool = True, kick: bool = False, reference_samples: int = 0,
+                 direct_kick: bool = False):
         self.root = Path(prepared_dir)
         self.manifest = load_manifest(self.root)
         self.config = data_config_from_manifest(self.manifest)
@@ -544,6 +546,9 @@ class ClipDataset:
         self.excitation = controls.Excitation(harmonics, self.hop, self.config.sample_rate, kick) if harmonics \
             else None
         self.span_frames, self.align_phase, self.reference_samples = span_frames, align_phase, reference_samples
+        if direct_kick and not (self.excitation is not None and kick):
+            raise ValueError("direct_kick takes the source's kick out of the codes: it needs harmonics and kick")
+        self.direct_kick = direct_kick
         self.kick_frames = -(-round(controls.KICK_SECONDS * self.config.sample_rate) // self.hop)
 
     def __len__(self) -> int:
@@ -588,7 +593,12 @@ class ClipDataset:
             if len(onsets):  # a kick started before the crop still sounds in it
                 state.kick_age[:] = (len(before_crop) - onsets[-1]) * hop
                 state.kick_level[:] = before_crop[onsets[-1]]
+            # the kick at the sample before the crop (codes[0]), before `render` moves the state on
+            kick_before = state.kick_level * controls.kick_wave((state.kick_age - 1) / self.config.sample_rate)
             source = self.excitation.render(controls.snap_to_notes(rows)[None], state)[0]
+            if self.direct_kick:
+                codes = controls.without_kick(codes, np.concatenate([kick_before, controls.kick_of(source)]))
+                item["codes"] = torch.from_numpy(codes.astype(np.int64))
             if self.align_phase:  # in phase with the crop's audio (controls.align_phase)
                 source = controls.align_phase(source, audio.mu_law_decode(codes[1:]), hop, self.excitation.harmonics)
             item["excitation"] = torch.from_numpy(source)

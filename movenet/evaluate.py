@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from movenet import audio, metrics, pose, video
+from movenet import audio, controls, metrics, pose, video
 from movenet.checkpoint import Loaded
 from movenet.data import DataError, data_config_from_manifest, find_videos, load_manifest, open_clip
 from movenet.generate import generate_audio
@@ -74,6 +74,21 @@ def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: Conditioning, c
                                  reduction="sum").item()
         n += stop - start
     return total / n / math.log(2)
+
+
+def scored_codes(config, codes: np.ndarray) -> np.ndarray:
+    """The codes [T] of a soundtrack as a model's WaveNet learnt them: as they are, or for a `direct_kick` model
+    without the kick its source renders from the soundtrack's own onsets and levels (found as `prepare` finds
+    them), so that every movement is scored on the same audio."""
+    if not config.plays_kick:
+        return codes
+    n_frames = len(codes) // config.hop
+    truth = controls.analyze(audio.mu_law_decode(codes), config.sample_rate, config.sample_rate // config.hop,
+                             n_frames)
+    source = Excitation.of(config).render(controls.snap_to_notes(truth)[None], SourceState.silent(1))[0]
+    kick = np.zeros(len(codes), np.float32)
+    kick[: len(source)] = controls.kick_of(source)[: len(codes)]
+    return controls.without_kick(codes, kick)
 
 
 def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[EvalClip], list[EvalClip]]:
@@ -134,11 +149,11 @@ def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], samp
         other = _other(clip, pool)
         n_frames = clip.movement.n_frames
         row = {"clip": clip.name, "seconds": len(clip.codes) / sample_rate}
-        row["right"] = teacher_forced_bits(model, clip.codes, condition(model, clip.movement, clip.label))
+        codes = scored_codes(model.config, clip.codes)
+        row["right"] = teacher_forced_bits(model, codes, condition(model, clip.movement, clip.label))
         if other is not None:
-            row["wrong"] = teacher_forced_bits(model, clip.codes,
-                                               condition(model, other.movement.fit(n_frames), clip.label))
-        row["blank"] = teacher_forced_bits(model, clip.codes, condition(model, clip.movement.blank(), clip.label))
+            row["wrong"] = teacher_forced_bits(model, codes, condition(model, other.movement.fit(n_frames), clip.label))
+        row["blank"] = teacher_forced_bits(model, codes, condition(model, clip.movement.blank(), clip.label))
         rows.append(row)
     if not rows:
         return NO_GROUND_TRUTH

@@ -3,6 +3,7 @@
     read_movement(video)                      frames / keypoints at the model's rate (movenet.movement)
     generate_chunks(engine, model, ...)       a chunk of frames at a time: conditioning rows and controls, the
                                               source the controls play (movenet.controls), uniforms, codes
+    generate_waves(engine, model, ...)        ... and the audio they play (controls.soundtrack)
     generate_audio(loaded, movement, ...)     the whole soundtrack, float32, with a progress bar
     generate_file(loaded, video, outputs)     ... written as WAV and/or muxed into an MP4
 
@@ -22,7 +23,7 @@ import torch
 
 from movenet import audio, video
 from movenet.audio import SILENCE
-from movenet.controls import Excitation, SourceState, write_midi
+from movenet.controls import Excitation, SourceState, soundtrack, write_midi
 from movenet.checkpoint import Loaded
 from movenet.fastgen import FastGenerator
 from movenet.model import MoveNet, State
@@ -105,6 +106,23 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
     `engine.generate`. Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter); concatenated,
     they equal one `engine.generate` over the whole movement with the same seeds.
     """
+    for codes, _ in _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents):
+        yield codes
+
+
+def generate_waves(engine: Engine, model: MoveNet, movements: Sequence[Movement], labels: Sequence[int | None],
+                   seeds: Sequence[int], temperature: float = 1.0, chunk_frames: int = CHUNK_FRAMES,
+                   threads: int = 1, latents: Sequence[np.ndarray | None] | None = None) -> Iterator[np.ndarray]:
+    """`generate_chunks` as the audio its codes play: float32 [B, n] a chunk (for a `direct_kick` model, with the
+    source's kick added)."""
+    direct_kick = model.config.plays_kick
+    for codes, source in _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads,
+                                   latents):
+        yield soundtrack(codes, source, direct_kick)
+
+
+def _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents):
+    """`generate_chunks`, yielding (codes, the source they were played with)."""
     temperature = check_temperature(temperature)
     if not len(movements) == len(labels) == len(seeds):
         raise ValueError(f"{len(movements)} movements, {len(labels)} labels and {len(seeds)} seeds")
@@ -123,7 +141,7 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
         if state is None:
             state = engine.init_state(cond[:, 0])
         u = np.stack([rng.random((stop - start) * engine.hop) for rng in rngs])
-        yield engine.generate(cond, source, state, temperature, u, threads)
+        yield engine.generate(cond, source, state, temperature, u, threads), source
 
 
 def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
@@ -139,10 +157,10 @@ def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None,
     bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({runner.name})",
                disable=not progress, dynamic_ncols=True)
     done = 0
-    for codes in generate_chunks(runner, model, [movement], [label], [seed], temperature, latents=[latent]):
-        wav[done: done + codes.shape[1]] = audio.mu_law_decode(codes[0])
-        done += codes.shape[1]
-        bar.update(codes.shape[1])
+    for chunk in generate_waves(runner, model, [movement], [label], [seed], temperature, latents=[latent]):
+        wav[done: done + chunk.shape[1]] = chunk[0]
+        done += chunk.shape[1]
+        bar.update(chunk.shape[1])
     bar.close()
     return wav
 

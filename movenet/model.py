@@ -70,6 +70,9 @@ class ModelConfig:
     controls: bool = True
     harmonics: int = 4
     kick: bool = True  # a drum body at each hit, at its level: the hits come out as kicks (README, ablation)
+    # with kick: the kick is played as the source renders it, added to what the WaveNet plays, and the WaveNet
+    # models the soundtrack without it (playing it, the WaveNet under-rendered it and buried it in its noise)
+    direct_kick: bool = True
     motion: bool = True  # the movement encoders also see each frame's change from the one before
     latent: int = 0  # dimensions of the learned style latent z (0: none); the WaveNet hears z instead of the label
     sample_rate: int = 16000  # of the data: the source's frequencies are in Hz
@@ -98,7 +101,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         """Build from a checkpoint's plain dict; unknown keys are an error (a newer checkpoint format)."""
-        d = {"controls": False, "motion": False, "kick": False, "latent": 0, **d}  # made before these existed
+        # a checkpoint made before a setting existed has it off
+        d = {"controls": False, "motion": False, "kick": False, "direct_kick": False, "latent": 0, **d}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -107,6 +111,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def plays_kick(self) -> bool:
+        """Whether the source's kick is added to the WaveNet's output (`direct_kick`, for a model with a kick)."""
+        return self.direct_kick and self.kick and self.controls and self.harmonics > 0
 
     @property
     def dilations(self) -> list[int]:

@@ -20,9 +20,8 @@ from typing import Hashable
 
 import numpy as np
 
-from movenet.audio import mu_law_decode
 from movenet.checkpoint import Loaded
-from movenet.controls import Excitation, SourceState
+from movenet.controls import Excitation, SourceState, soundtrack
 from movenet.fastgen import FastGenerator, FastState
 from movenet.movement import Movement, condition_many
 from movenet.sampling import check_temperature
@@ -160,7 +159,8 @@ class Streams:
         self._ticks += 1
         for stream in self._streams.values():
             stream.n_frames += 1
-        return {key: mu_law_decode(codes[i]) for i, key in enumerate(self._streams)}
+        played = soundtrack(codes, source, config.plays_kick)
+        return {key: played[i] for i, key in enumerate(self._streams)}
 
 
 def _rows_of(state: SourceState, rows: list[int] | None, extra: SourceState | None = None) -> SourceState:

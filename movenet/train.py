@@ -151,7 +151,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         return ClipDataset(data_dir, split, crop_frames, model_config.context_frames, seed=seed,
                            labels=run_labels, harmonics=harmonics, kick=model_config.kick,
                            span_frames=span_frames, align_phase=config.align_phase,
-                           reference_samples=reference_samples)
+                           reference_samples=reference_samples, direct_kick=model_config.plays_kick)
 
     train_set = crops("train", config.seed)
     try:

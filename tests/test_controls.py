@@ -45,6 +45,31 @@ def test_analyze_reads_notes_loudness_and_onsets_of_a_synthetic_dancer():
     np.testing.assert_allclose(level / strength, synth.HIT_GAIN * 0.75, rtol=0.1)
 
 
+def test_a_soundtrack_without_the_kick_its_controls_play_keeps_its_notes_and_loses_its_hits():
+    """What a direct_kick model's WaveNet learns, and how its output gets the kick back."""
+    from scipy import signal
+
+    from movenet import audio
+
+    clip = synth.generate_clip(8.0, seed=5, style="square_minor")
+    codes = audio.mu_law_encode(clip.audio)
+    played = controls.analyze(audio.mu_law_decode(codes), SR, FPS, len(clip.frames))
+    source = controls.Excitation(2, HOP, SR, kick=True).render(controls.snap_to_notes(played)[None],
+                                                                controls.SourceState.silent(1))[0]
+    without = controls.without_kick(codes, controls.kick_of(source))
+    heard = controls.analyze(audio.mu_law_decode(without), SR, FPS, len(clip.frames))
+    pitched = played[:, 0] > 0
+    assert pitched.sum() > 50
+    assert (controls.pitch_class(heard[:, 0]) == controls.pitch_class(played[:, 0]))[pitched].mean() > 0.95
+    band = signal.butter(4, [40, 150], "bandpass", fs=SR, output="sos")  # the kick's (no note goes below 220 Hz)
+    energy = lambda c: float(np.sqrt(np.mean(signal.sosfilt(band, audio.mu_law_decode(c)) ** 2)))
+    assert energy(without) < 0.35 * energy(codes)  # the click on each strike stays: the kick does not
+    again = controls.soundtrack(without, source, direct_kick=True)
+    step = np.abs(np.diff(audio.mu_law_decode(np.arange(256)))).max()
+    assert np.abs(again - audio.mu_law_decode(codes)).max() <= step
+    np.testing.assert_array_equal(controls.soundtrack(without, source, direct_kick=False), audio.mu_law_decode(without))
+
+
 def test_a_hits_level_is_the_kick_that_fits_it():
     t = np.arange(2 * SR) / SR
     kick = 0.2 * controls.kick_wave(t - 1.0)  # a kick at 0.2 of full scale, one second in

@@ -225,6 +225,36 @@ def test_a_crop_just_after_a_kick_hears_its_tail(prepared_dir):
     np.testing.assert_allclose(crop[:, -1], from_start[:, -1], atol=1e-5)
 
 
+def test_a_direct_kick_crop_holds_the_soundtrack_without_its_kick(prepared_dir):
+    """The WaveNet of a direct_kick model learns the soundtrack minus the kick its source plays (from the sample
+    before the crop on); the kick-band energy around the strikes falls away, the rest stays."""
+    from scipy import signal
+
+    plain = ClipDataset(prepared_dir, split="train", crop_frames=20, harmonics=2, kick=True, align_phase=False)
+    direct = ClipDataset(prepared_dir, split="train", crop_frames=20, harmonics=2, kick=True, align_phase=False,
+                         direct_kick=True)
+    band = signal.butter(4, [40, 150], "bandpass", fs=plain.config.sample_rate, output="sos")
+    checked = 0
+    for clip_index in range(len(plain.clips)):
+        onsets = np.flatnonzero(np.asarray(plain._open(clip_index)["controls"][:, 2]) > 0)
+        onsets = onsets[(onsets > 2) & (onsets + 18 <= plain.clips[clip_index]["n_frames"])]
+        if not len(onsets):
+            continue
+        start = int(onsets[0]) - 2  # a strike inside the crop, and an earlier kick's tail maybe before it
+        a, b = plain.crop(clip_index, start), direct.crop(clip_index, start)
+        kick = b["excitation"].numpy()[:, -1]
+        whole, without = audio.mu_law_decode(a["codes"].numpy()), audio.mu_law_decode(b["codes"].numpy())
+        step = np.abs(np.diff(audio.mu_law_decode(np.arange(256)))).max()  # the coarsest mu-law step
+        assert np.abs(without[1:] + kick - whole[1:]).max() <= step  # what was taken out is the kick
+        assert np.abs(kick).max() > 0.02
+        energy = lambda y: float(np.sqrt(np.mean(signal.sosfilt(band, y) ** 2)))
+        assert energy(without) < 0.5 * energy(whole)
+        checked += 1
+    assert checked
+    with pytest.raises(ValueError, match="direct_kick"):
+        ClipDataset(prepared_dir, split="train", harmonics=2, kick=False, direct_kick=True)
+
+
 def test_dataset_works_with_dataloader_workers(prepared_dir):
     ds = ClipDataset(prepared_dir, split="train", crop_frames=5, context_frames=1, harmonics=3)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from tests.test_fastgen import build, movement_inputs
 
-from movenet.audio import mu_law_decode
 from movenet.checkpoint import CheckpointError, Loaded
 from movenet.fastgen import FastGenerator
-from movenet.generate import generate_chunks
+from movenet.generate import generate_waves
 from movenet.inputs import InputConfig, InputMismatch
 from movenet.movement import Movement
 from movenet.sampling import sample_inverse_cdf
@@ -17,17 +16,16 @@ from movenet.stream import Streams
 STYLES = ["a", "b", "c"]
 
 
-def loaded_model(features):
-    model = build(features, n_labels=3)
+def loaded_model(features, **overrides):
+    model = build(features, n_labels=3, **overrides)
     c = model.config
     return Loaded(model, InputConfig(sample_rate=c.hop * 25, fps=25, frame_size=c.frame_size, features=features),
                   STYLES)
 
 
 def offline(loaded, movement, style, temperature, seed, gen):
-    codes = np.concatenate(list(generate_chunks(gen, loaded.model, [movement], [STYLES.index(style)], [seed],
-                                                temperature, chunk_frames=4)), axis=1)
-    return mu_law_decode(codes[0])
+    return np.concatenate(list(generate_waves(gen, loaded.model, [movement], [STYLES.index(style)], [seed],
+                                              temperature, chunk_frames=4)), axis=1)[0]
 
 
 def dancers(config, n, n_frames):
@@ -39,9 +37,10 @@ def dancers(config, n, n_frames):
     return out
 
 
-@pytest.mark.parametrize("features", ["keypoints", "frames"])
-def test_streams_joining_and_leaving_play_what_offline_generation_makes(features):
-    loaded = loaded_model(features)
+@pytest.mark.parametrize("features, overrides", [("keypoints", {}), ("frames", {}),
+                                                 ("keypoints", {"controls": True, "kick": True, "direct_kick": True})])
+def test_streams_joining_and_leaving_play_what_offline_generation_makes(features, overrides):
+    loaded = loaded_model(features, **overrides)
     gen = FastGenerator(loaded.model)
     n_frames = 12
     moves = dancers(loaded.model.config, 3, n_frames)

@@ -82,9 +82,11 @@ MIN_SEED, MAX_SEED = 0, 2**32 - 1
 # The clock locks its phase to the first camera's due times (a tick PHASE_MARGIN after them). Each tick moves the
 # phase by PHASE_GAIN of the error, at most PHASE_STEP; other clients keep their own phase. After the camera's first
 # PHASE_ACQUIRE_TICKS the steps are smaller: the clock then follows the camera's drift and slow changes of the pose's
-# time, which every client would otherwise hear as jitter.
+# time, which every client would otherwise hear as jitter. A later tick is audio that comes later, which each page's
+# jitter buffer absorbs only by playing slower (at most 0.5 %, 5 ms a second), so then the clock moves later by at
+# most PHASE_LATER_STEP a tick (2.5 ms a second, half what a page absorbs; the pose's time grows on a busy host).
 PHASE_ON_TIME, PHASE_MARGIN, PHASE_LAGS, MAX_QUEUED = 0.97, 0.002, 250, 8
-PHASE_GAIN, PHASE_STEP, PHASE_TRACK_STEP, PHASE_ACQUIRE_TICKS = 0.2, 0.002, 0.0005, 50
+PHASE_GAIN, PHASE_STEP, PHASE_TRACK_STEP, PHASE_LATER_STEP, PHASE_ACQUIRE_TICKS = 0.2, 0.002, 0.0005, 0.0001, 50
 
 
 class ClientError(Exception):
@@ -354,6 +356,7 @@ class Session:
     # server's), and from arrival to the pose found
     transits: deque = field(default_factory=lambda: deque(maxlen=PHASE_LAGS))
     poses: deque = field(default_factory=lambda: deque(maxlen=PHASE_LAGS))
+    lag: float | None = None  # due_lag as of the last tick (None before any frame's timing), read under the lock
     played: int = 0  # frames of audio sent since start
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -628,9 +631,9 @@ class LiveServer:
             return rgb, frame, keypoints, None
         period = self.streams.frame_period
         with session.lock:
-            lag = session.due_lag(period) if session.poses else 0.0
+            session.lag = lag = session.due_lag(period) if session.poses else None
             due = [s for s in session.seen if not math.isfinite(s.frame.capture_ms)
-                   or s.frame.capture_ms / 1000 + lag <= slot + period / 2]  # due at the nearest tick
+                   or s.frame.capture_ms / 1000 + (lag or 0.0) <= slot + period / 2]  # due at the nearest tick
             if not due and session.last is None and session.seen:  # the first frame: no need to wait
                 due = [session.seen[0]]
             for _ in due:
@@ -699,15 +702,19 @@ class LiveServer:
         return out
 
     def _lock_phase(self, session: Session, fresh: Frame, slot: float) -> None:
-        """Move the clock's phase towards ticks PHASE_MARGIN after the session's frames are due."""
-        if not math.isfinite(fresh.capture_ms) or not session.poses:
+        """Move the clock's phase towards ticks PHASE_MARGIN after the session's frames are due (session.lag: as
+        this tick's _movement found it; the pose thread adds to the deques meanwhile)."""
+        if not math.isfinite(fresh.capture_ms) or session.lag is None:
             return
         period = self.streams.frame_period
-        due = fresh.capture_ms / 1000 + session.due_lag(period)
+        due = fresh.capture_ms / 1000 + session.lag
         # the captures lie a period apart, so any frame tells the phase, whether it is played on time or late
         error = (due + PHASE_MARGIN - slot + period / 2) % period - period / 2
-        step = PHASE_STEP if session.played < PHASE_ACQUIRE_TICKS else PHASE_TRACK_STEP
-        self.phase_shift += float(np.clip(PHASE_GAIN * error, -step, step))
+        if session.played < PHASE_ACQUIRE_TICKS:
+            earlier = later = PHASE_STEP
+        else:
+            earlier, later = PHASE_TRACK_STEP, PHASE_LATER_STEP
+        self.phase_shift += float(np.clip(PHASE_GAIN * error, -earlier, later))
 
     # -- the clock ----------------------------------------------------------------------------------------------------
 

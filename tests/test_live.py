@@ -345,3 +345,10 @@ def test_a_frame_plays_at_its_due_time_so_a_quick_one_does_not_leave_the_next_ti
         server.phase_shift = 0.0
         server._lock_phase(session, seen(frame, 0.0).frame, due_lag + live.PHASE_MARGIN - early + 7 * period)
         assert server.phase_shift == pytest.approx(live.PHASE_GAIN * early)
+    # once acquired, it moves later no faster than a page's jitter buffer can stretch (a later tick drains it)
+    session.played = live.PHASE_ACQUIRE_TICKS
+    for early, shift in ((0.005, live.PHASE_LATER_STEP), (-0.005, -live.PHASE_TRACK_STEP), (0.0002, 0.00004)):
+        server.phase_shift = 0.0
+        server._lock_phase(session, seen(0, 0.0).frame, due_lag + live.PHASE_MARGIN - early + 7 * period)
+        assert server.phase_shift == pytest.approx(shift)
+    assert live.PHASE_LATER_STEP / period < 0.005  # the page stretches by at most 0.5 %

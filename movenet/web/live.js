@@ -87,7 +87,7 @@ async function start() {
       await app.ctx.audioWorklet.addModule("/static/worklet.js");
       app.player = new AudioWorkletNode(app.ctx, "movenet-player", {processorOptions: {
         capacity: h.sample_rate * 2, hop: h.hop, margin: 1.5 * h.hop, maxMargin: 4 * h.hop, maxBuffer: 8 * h.hop,
-        maxStretch: 0.005, window: 4 * h.fps}});
+        maxStretch: 0.005, window: 4 * h.fps, relaxSeconds: 10}});
       app.player.port.onmessage = (e) => {
         app.worklet = e.data;
         app.bufferTrace.push([e.data.time, e.data.buffered, e.data.lowWater, e.data.rate, e.data.margin]);

@@ -4,7 +4,9 @@
 // the last `window` frames. Playback runs a little fast or slow (at most `maxStretch`, resampled linearly: under
 // 9 cents) to hold that mark at `margin` samples, so neither a late network nor a sound card whose clock drifts
 // from the server's makes it run dry or grow. An empty buffer when a block is due is an underrun: counted, the
-// margin grows by half a frame (up to `maxMargin`), and playback waits until a frame plus the margin is in. More
+// margin grows by half a frame (up to `maxMargin`), and playback waits until a frame plus the margin is in. Each
+// `relaxSeconds` played without one gives back a quarter frame of margin (down to the starting one), so that a
+// passing hiccup (the server's first seconds, another program's burst) does not add latency for good. More
 // than `maxBuffer` samples drops the oldest, so latency cannot grow. Reports about four times a second.
 class MovenetPlayer extends AudioWorkletProcessor {
   constructor(options) {
@@ -12,7 +14,9 @@ class MovenetPlayer extends AudioWorkletProcessor {
     const o = options.processorOptions;
     this.ring = new Float32Array(o.capacity);
     this.hop = o.hop;
-    this.margin = o.margin;
+    this.margin = this.minMargin = o.margin;
+    this.relaxSamples = o.relaxSeconds * sampleRate;
+    this.clean = 0;  // samples played since the last underrun or relaxation
     this.maxMargin = o.maxMargin;
     this.maxBuffer = o.maxBuffer;
     this.maxStretch = o.maxStretch;
@@ -84,6 +88,10 @@ class MovenetPlayer extends AudioWorkletProcessor {
         this.underrunTimes.push(currentTime);
         this.playing = false;
         this.margin = Math.min(this.maxMargin, this.margin + this.hop / 2);
+        this.clean = 0;
+      } else if ((this.clean += out.length) >= this.relaxSamples) {
+        this.margin = Math.max(this.minMargin, this.margin - this.hop / 4);
+        this.clean = 0;
       }
     }
     for (; i < out.length; i++) out[i] = 0;

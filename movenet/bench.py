@@ -416,7 +416,6 @@ def browser_session(camera, seconds: float = 22.0, record=None, screenshot=None,
             page.wait_for_function("window.movenet.stats().audioMessages > 0", timeout=60_000)
             time.sleep(seconds)
             stats = page.evaluate("window.movenet.stats()")
-            stats["ticks"] = page.evaluate("window.movenet.ticks()")  # [tick, frame, arrival ms, context time]
             if screenshot:
                 page.screenshot(path=str(screenshot))
             page.click("#start")  # stop

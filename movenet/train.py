@@ -18,6 +18,7 @@ with `torch.load(..., weights_only=True)`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -97,6 +98,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     last = ckpt_dir / "last.ckpt"
     config_path = run_dir / "config.json"
     check_writable_dir(run_dir)  # now, not after the first epoch
+    follower = config.devices * config.num_nodes > 1 and _started_as_another_rank()
     start = None  # a model to fine-tune from (config.init_from)
     if resume and config.init_from:  # a resumed run goes on from its own checkpoint, not from another model
         raise ValueError(f"--init-from starts a new run from {config.init_from}'s weights and --resume continues "
@@ -120,7 +122,8 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         config = TrainConfig(**{**saved["train"], **changed})
     else:
         start = _starting_weights(config.init_from, data_dir, data, manifest, model_overrides or {})
-        rundir.start_over(run_dir, force)  # the old run's files would mix with the new ones; nothing else goes
+        if not follower:  # rank 0 has made the run directory ready and written its config before this rank started
+            rundir.start_over(run_dir, force)  # the old run's files would mix with the new ones; nothing else goes
         if start is not None:
             model_config = start.model.config
         else:
@@ -133,7 +136,7 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
         run_labels = start.labels if start is not None else manifest["labels"]
     labels = run_labels if model_config.n_labels else []  # style names, by the model's ids
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and not follower:
         write_json(config_path, {"model": model_config.to_dict(), "train": asdict(config),
                                  "data": inputs.to_dict(), "labels": labels, "data_dir": str(data_dir)})
 
@@ -171,7 +174,10 @@ def train(data_dir: str | Path, run_dir: str | Path, model_overrides: dict | Non
     if not resume and start is not None:
         module.model.load_state_dict(start.model.state_dict())
         print(f"starting from {config.init_from} (step {start.step})")
-    elif not resume and model_config.controls and config.control_steps:  # a trained head needs no stage of its own
+    elif not resume and model_config.controls and config.control_steps and not follower:
+        # A trained head needs no stage of its own; another rank gets rank 0's head when DDP wraps the model (it
+        # broadcasts rank 0's weights), and learning it again would double the wait (Lightning starts the other
+        # ranks only when rank 0 reaches fit).
         learned = learn_controls(module.model, train_set, val_set, config.control_steps, config.batch_size,
                                  config.lr, precision, config.seed, progress)
         module.add_train_seconds(learned["seconds"])  # spent from the time budget
@@ -247,6 +253,12 @@ def set_style_centroids(model, train_set: ClipDataset, val_set: ClipDataset) -> 
                                      for i in range(len(val_set.clips))))
     return {"kl_nats_per_clip": {"mean": float(np.mean(kls)), "min": float(np.min(kls)), "max": float(np.max(kls))},
             "centroids": found.round(4).tolist()}
+
+
+def _started_as_another_rank() -> bool:
+    """Whether a DDP launcher started this process as a rank other than 0 (torchrun sets RANK, SLURM
+    SLURM_PROCID, Lightning's own launcher NODE_RANK and LOCAL_RANK in the ranks it starts)."""
+    return any(int(os.environ.get(name, 0)) != 0 for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"))
 
 
 def _check_training_checkpoint(path: Path) -> None:

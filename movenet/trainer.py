@@ -161,7 +161,7 @@ def learn_controls(model: MoveNet, train_set, val_set, steps: int, batch_size: i
 
     A step costs a few milliseconds for keypoints (no audio is read or run), so the head sees hundreds of
     thousands of frames before the WaveNet's first step, and the WaveNet then trains beside a head that already
-    reads the body. Seeded by `seed`, so every process of a DDP run makes the same weights without talking.
+    reads the body. Seeded by `seed`. A DDP run learns it in rank 0 alone: DDP gives the other ranks its weights.
     Returns the seconds it took and `control_scores` on val_set.
     """
     from tqdm import tqdm

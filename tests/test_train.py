@@ -120,14 +120,17 @@ def test_train_on_keypoints_from_the_synthetic_sidecars(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo DDP test written for Linux")
 def test_ddp_two_cpu_processes(prepared, tmp_path):
-    """`movenet train --devices 2`: two gloo processes train in step and rank 0 exports the model."""
+    """`movenet train --devices 2`: two gloo processes train in step and rank 0 exports the model; the control head
+    is learned once (in rank 0: DDP hands its weights to rank 1), not again by the rank Lightning starts later."""
     run = tmp_path / "ddp"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     cmd = [sys.executable, "-m", "movenet", "train", str(prepared), "--out", str(run), "--devices", "2",
            "--accelerator", "cpu", "--max-steps", "3", "--batch-size", "2", "--crop-seconds", "0.4",
-           "--num-workers", "0", "--val-crops", "4", "--precision", "32-true", "--quiet", *flags]
+           "--num-workers", "0", "--val-crops", "4", "--precision", "32-true", "--control-steps", "300", "--quiet",
+           *flags]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("controls learned") == 1, result.stdout
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 3
     assert checkpoint.load(run / "model.pt").step == 3

@@ -66,7 +66,6 @@ KICK_SECONDS = 6 * KICK_DECAY_SECONDS  # later it is silent (under -50 dB)
 # a hit's level: the kick is fitted over its loud part, at the best start within a frame of the onset's frame
 LEVEL_FIT_SECONDS = 0.15
 LEVEL_FLOOR_DB = -40.0  # a hit fitted quieter (a clap, a step on carpet) still counts as one, at this level
-LEVEL_STEP_DB = 0.01  # the grid of the levels the head asks for (from_head): far below what an ear tells apart
 
 
 def head_width(kick: bool = False) -> int:
@@ -388,11 +387,7 @@ def from_head(head: np.ndarray) -> np.ndarray:
     loudness = LOUDNESS_FLOOR_DB + np.clip(head[..., N_PITCH_CLASSES], 0.0, 1.0) * -LOUDNESS_FLOOR_DB
     level = 1.0
     if head.shape[-1] > N_PITCH_CLASSES + 2:
-        # on a grid of LEVEL_STEP_DB: a direct kick is heard at this level, and the head's output differs at float32
-        # rounding between a video conditioned whole and frame by frame (live), which must play the same samples
-        scaled = np.clip(head[..., N_PITCH_CLASSES + 2], 0.0, 1.0).astype(np.float64)
-        level_db = np.rint(scaled * -LEVEL_FLOOR_DB / LEVEL_STEP_DB) * LEVEL_STEP_DB
-        level = 10.0 ** ((LEVEL_FLOOR_DB + level_db) / 20)
+        level = 10.0 ** ((LEVEL_FLOOR_DB + np.clip(head[..., N_PITCH_CLASSES + 2], 0.0, 1.0) * -LEVEL_FLOOR_DB) / 20)
     onset = (head[..., N_PITCH_CLASSES + 1] > 0) * level
     return np.stack([class_hz(note), loudness, onset], axis=-1).astype(np.float32)
 

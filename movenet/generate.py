@@ -27,10 +27,10 @@ from movenet.controls import Excitation, SourceState, soundtrack, write_midi
 from movenet.checkpoint import Loaded
 from movenet.fastgen import FastGenerator
 from movenet.model import MoveNet, State
-from movenet.movement import Movement, condition, read_movement
+from movenet.movement import BLOCK_FRAMES, Movement, condition, read_movement
 from movenet.sampling import check_temperature, sample_inverse_cdf
 
-CHUNK_FRAMES = 25  # one second of video at a time: flat memory, and a progress bar that moves
+CHUNK_FRAMES = BLOCK_FRAMES  # a second of video at a time (flat memory, a bar that moves), each block once
 ENGINES = ("fast", "torch")
 
 

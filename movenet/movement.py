@@ -3,10 +3,11 @@
     read_movement(path, inputs)       frames and/or keypoints at the model's frame rate, read once
     condition(model, movement, ...)   -> the model's per-frame conditioning rows (all layers) and the controls
                                          its head reads off the movement (note, loudness, onset), float32 numpy
+    condition_newest(model, recent, k) -> frame k's row from a stream's newest frames, bit for bit condition's
 
 Keypoints of a synthetic dancer come from its sidecar (its true joints); any other video goes through MediaPipe
-Pose (`movenet.pose`). Generation, evaluation, live streaming and the benchmarks all condition through
-`condition`, which checks the movement against the model first.
+Pose (`movenet.pose`). Generation, evaluation, live streaming and the benchmarks all condition through these
+two, which check the movement against the model first.
 """
 
 from __future__ import annotations
@@ -120,45 +121,70 @@ class Conditioning(NamedTuple):
     controls: np.ndarray | None  # float32 [T, 3]: the predicted f0 (Hz), loudness (dBFS), onset (its level); None without a head
 
 
-@torch.no_grad()
+BLOCK_FRAMES = 25  # conditioning is computed this many frames at a time, in blocks aligned to frame 0
+
+
 def condition(model, movement: Movement, label: int | None = None, start: int = 0, stop: int | None = None,
               latent: np.ndarray | None = None) -> Conditioning:
     """The conditioning of frames start .. stop - 1 (default: to the end): rows float32 [stop - start, L * G] and
     the controls the model's head predicts for them (`controls.from_head`).
 
     model: a MoveNet; label: its style id (None for a model without styles); latent: a style latent z float32
-    [latent] (a model with one; None: the style's centroid, movenet.style). Runs the movement encoders on frames
-    start - frame_lookback .. stop - 1 only: row k depends on frames k - frame_lookback .. k (causal), so these rows
-    equal those of the whole video (to float32 rounding), and a long video can be conditioned a chunk at a time.
+    [latent] (a model with one; None: the style's centroid, movenet.style). Row k depends on frames
+    k - frame_lookback .. k (causal), and is computed in its block of BLOCK_FRAMES frames (aligned to frame 0, the
+    last block held at the video's last frame), with the frame_lookback frames before it: the encoders always run
+    on the same shapes, so a row is the same bit for bit whatever part of the video is asked for and however much
+    of it follows (`condition_newest`, what a live stream computes, gives the same row; on some CPUs the encoders'
+    kernels round differently for a 4-frame window than for a 28-frame one, and a sample drawn near a boundary
+    between two codes then differs, and so does everything after it).
     """
-    return condition_many(model, [movement], [label], start, stop, [latent])[0]
+    movement.check(model.config)
+    stop = movement.n_frames if stop is None else stop
+    rows, played = [], []
+    for block in range(start // BLOCK_FRAMES * BLOCK_FRAMES, stop, BLOCK_FRAMES):
+        lo = max(0, block - model.frame_lookback)
+        part = movement.window(lo, block + BLOCK_FRAMES).fit(block + BLOCK_FRAMES - lo)
+        got = _encode(model, part, label, latent)
+        keep = slice(max(start, block) - lo, min(stop, block + BLOCK_FRAMES) - lo)
+        rows.append(got.rows[keep])
+        if got.controls is not None:
+            played.append(got.controls[keep])
+    if not rows:  # nothing asked for: no rows, of the right width
+        got = _encode(model, movement.window(0, 1), label, latent)
+        return Conditioning(got.rows[:0], None if got.controls is None else got.controls[:0])
+    return Conditioning(np.concatenate(rows), np.concatenate(played) if played else None)
+
+
+def condition_newest(model, recent: Movement, index: int, label: int | None = None,
+                     latent: np.ndarray | None = None) -> Conditioning:
+    """The conditioning of frame `index` of a stream, from `recent`, its newest frames up to `index` (at least
+    those from its block's start - frame_lookback; more are ignored): one row, bit for bit `condition`'s for those
+    frames, whatever frames come after it (the block is held at the newest frame)."""
+    block = index // BLOCK_FRAMES * BLOCK_FRAMES
+    lo = max(0, block - model.frame_lookback)
+    needed = index + 1 - lo
+    if recent.n_frames < needed:
+        raise ValueError(f"frame {index} needs its {needed} newest frames, got {recent.n_frames}")
+    recent.check(model.config)
+    part = recent.window(recent.n_frames - needed, recent.n_frames).fit(block + BLOCK_FRAMES - lo)
+    got = _encode(model, part, label, latent)
+    row = slice(needed - 1, needed)
+    return Conditioning(got.rows[row], None if got.controls is None else got.controls[row])
 
 
 @torch.no_grad()
-def condition_many(model, movements: list[Movement], labels: list, start: int = 0, stop: int | None = None,
-                   latents: list | None = None) -> list[Conditioning]:
-    """`condition` of several movements of the same length in one pass of the encoders (live streams share it)."""
+def _encode(model, part: Movement, label: int | None, latent) -> Conditioning:
+    """Every frame's conditioning rows and controls of one movement, in one pass of the encoders."""
     config = model.config
-    for movement, label in zip(movements, labels):
-        movement.check(config)
-        if (label is None) != (not config.n_labels):
-            raise InputMismatch("this model was trained with style labels: give one" if config.n_labels
-                                else "this model has no styles: give no label")
-    n_frames = movements[0].n_frames
-    if any(m.n_frames != n_frames for m in movements):
-        raise ValueError("movements conditioned together must have the same length")
-    stop = n_frames if stop is None else stop
-    lo = max(0, start - model.frame_lookback)
-    parts = [m.window(lo, stop) for m in movements]
-    frames = torch.from_numpy(np.stack([np.ascontiguousarray(p.frames) for p in parts])) \
-        if config.uses_frames else None
-    keypoints = torch.from_numpy(np.stack([np.ascontiguousarray(p.keypoints, dtype=np.float32) for p in parts])) \
+    if (label is None) != (not config.n_labels):
+        raise InputMismatch("this model was trained with style labels: give one" if config.n_labels
+                            else "this model has no styles: give no label")
+    frames = torch.from_numpy(np.ascontiguousarray(part.frames)[None]) if config.uses_frames else None
+    keypoints = torch.from_numpy(np.ascontiguousarray(part.keypoints, dtype=np.float32)[None]) \
         if config.uses_keypoints else None
-    label_ids = torch.tensor([int(x) for x in labels]) if config.n_labels else None
-    cond, head = model.encode(frames, keypoints, label_ids, latent=_latents(model, label_ids, latents))
-    rows = cond[:, start - lo:].float().numpy()
-    played = None if head is None else controls.from_head(head[:, start - lo:].float().numpy())
-    return [Conditioning(rows[b], None if played is None else played[b]) for b in range(len(movements))]
+    label_ids = torch.tensor([int(label)]) if config.n_labels else None
+    cond, head = model.encode(frames, keypoints, label_ids, latent=_latents(model, label_ids, [latent]))
+    return Conditioning(cond[0].float().numpy(), None if head is None else controls.from_head(head[0].float().numpy()))
 
 
 def _latents(model, label_ids, latents) -> torch.Tensor | None:

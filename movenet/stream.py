@@ -1,8 +1,9 @@
 """Live generation: one video frame of movement in, one frame's worth of audio out, for one stream or many.
 
 `Streams` holds any number of live streams of one model and steps them together, a frame tick at a time: each
-stream keeps the last `model.frame_lookback` frames, is conditioned on that short window (`movement.condition`;
-the conditioning is causal, so the newest row equals the one computed from the whole video), renders its source,
+stream keeps its recent frames and is conditioned on them (`movement.condition_newest`: the conditioning is
+causal and computed in the same blocks as from the whole video, so the newest row is bit for bit the one
+`movement.condition` gives), renders its source,
 and then all streams run `hop` samples in one batched call of the compiled engine (`movenet.fastgen`). Streams
 join and leave between ticks. `Streamer` is one such stream with a simpler call.
 
@@ -23,7 +24,7 @@ import numpy as np
 from movenet.checkpoint import Loaded
 from movenet.controls import Excitation, SourceState, soundtrack
 from movenet.fastgen import FastGenerator, FastState
-from movenet.movement import Movement, condition_many
+from movenet.movement import BLOCK_FRAMES, Movement, condition_newest
 from movenet.sampling import check_temperature
 
 
@@ -32,7 +33,7 @@ class _Stream:
     label: int | None
     temperature: float
     rng: np.random.Generator
-    window: deque  # (frame, keypoints) of the newest frames
+    window: deque  # (frame, keypoints) of the frames before the newest, back to its block's lookback
     controls: np.ndarray | None = None  # the newest frame's controls [3] (a model with a control head)
     n_frames: int = 0
 
@@ -80,7 +81,8 @@ class Streams:
         if key in self._streams:
             raise KeyError(f"stream {key!r} is already playing")
         self._streams[key] = _Stream(self.loaded.label_index(style), check_temperature(temperature),
-                                     np.random.default_rng(seed), deque(maxlen=self.model.frame_lookback + 1))
+                                     np.random.default_rng(seed),
+                                     deque(maxlen=self.model.frame_lookback + BLOCK_FRAMES - 1))
         self._source = _rows_of(self._source, None, SourceState.silent(1))
 
     def set_temperature(self, key: Hashable, temperature: float) -> None:
@@ -121,23 +123,15 @@ class Streams:
         newest = {key: (None if frame is None else np.asarray(frame),
                         None if keypoints is None else np.asarray(keypoints, np.float32))
                   for key, (frame, keypoints) in movements.items()}
-        windows, new = [], []
+        parts, new = [], []
         for i, (key, stream) in enumerate(self._streams.items()):
             frames, kps = zip(*(list(stream.window) + [newest[key]]))
-            windows.append(Movement(_stacked(frames) if config.uses_frames else None,
-                                    _stacked(kps) if config.uses_keypoints else None))
+            recent = Movement(_stacked(frames) if config.uses_frames else None,
+                              _stacked(kps) if config.uses_keypoints else None)
+            # each stream alone: in a batch the encoders' kernels may round otherwise than generate's do
+            parts.append(condition_newest(self.model, recent, stream.n_frames, stream.label))
             if stream.n_frames == 0:
                 new.append(i)
-        parts = [None] * len(windows)
-        by_length: dict[int, list[int]] = {}  # streams whose windows are as long share one pass of the encoders
-        for i, window in enumerate(windows):
-            window.check(config)
-            by_length.setdefault(window.n_frames, []).append(i)
-        labels = [stream.label for stream in self._streams.values()]
-        for length, members in by_length.items():
-            for i, part in zip(members, condition_many(self.model, [windows[i] for i in members],
-                                                       [labels[i] for i in members], start=length - 1)):
-                parts[i] = part
         rows = [part.rows for part in parts]
         sources = [part.controls for part in parts] if self.excitation is not None else []
         # every stream's movement was accepted: now the streams advance

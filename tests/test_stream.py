@@ -9,7 +9,7 @@ from movenet.checkpoint import CheckpointError, Loaded
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_waves
 from movenet.inputs import InputConfig, InputMismatch
-from movenet.movement import Movement
+from movenet.movement import BLOCK_FRAMES, Movement, condition, condition_newest
 from movenet.sampling import sample_inverse_cdf
 from movenet.stream import Streams
 
@@ -42,10 +42,10 @@ def dancers(config, n, n_frames):
 def test_streams_joining_and_leaving_play_what_offline_generation_makes(features, overrides):
     loaded = loaded_model(features, **overrides)
     gen = FastGenerator(loaded.model)
-    n_frames = 12
+    n_frames = BLOCK_FRAMES + 7  # each stream's frames cross a block of the conditioning
     moves = dancers(loaded.model.config, 3, n_frames)
     plan = {  # key: (style, temperature, seed, first tick, last tick + 1)
-        "x": ("a", 1.0, 1, 0, 12), "y": ("c", 0.7, 2, 3, 12), "z": ("b", 0.0, 3, 5, 9),
+        "x": ("a", 1.0, 1, 0, n_frames), "y": ("c", 0.7, 2, 3, n_frames), "z": ("b", 0.0, 3, 5, n_frames - 1),
     }
     streams = Streams(loaded, gen)
     played = {key: [] for key in plan}
@@ -68,6 +68,30 @@ def test_streams_joining_and_leaving_play_what_offline_generation_makes(features
     for k, (key, (style, temperature, seed, first, stop)) in enumerate(plan.items()):
         alone = offline(loaded, moves[k].window(0, stop - first), style, temperature, seed, gen)
         np.testing.assert_array_equal(np.concatenate(played[key]), alone, err_msg=key)
+
+
+def test_a_frames_conditioning_is_the_same_bits_whole_in_chunks_and_newest_first():
+    """The shipped model's encoders (their real sizes, where a CPU's kernels may round a 4-frame window otherwise
+    than a 28-frame one): every frame's row and controls are equal bit for bit conditioned from the whole video, a
+    chunk at a time, and as a live stream asks for them (its newest frames, nothing after)."""
+    from movenet import checkpoint, demo
+
+    model = checkpoint.load(demo.SHIPPED).model.eval()
+    rng = np.random.default_rng(0)
+    n_frames = 2 * BLOCK_FRAMES + 9
+    keypoints = (0.5 + np.cumsum(rng.normal(0, 0.01, (n_frames, model.config.n_joints, 3)), 0)).astype(np.float32)
+    keypoints[..., 2] = 1
+    moving = Movement(None, keypoints)
+    whole = condition(model, moving, 0)
+    chunked = [condition(model, moving, 0, start, min(n_frames, start + 7)) for start in range(0, n_frames, 7)]
+    np.testing.assert_array_equal(np.concatenate([c.rows for c in chunked]), whole.rows)
+    np.testing.assert_array_equal(np.concatenate([c.controls for c in chunked]), whole.controls)
+    for k in range(n_frames):
+        newest = condition_newest(model, moving.window(max(0, k - 30), k + 1), k, 0)
+        np.testing.assert_array_equal(newest.rows[0], whole.rows[k], err_msg=f"frame {k}")
+        np.testing.assert_array_equal(newest.controls[0], whole.controls[k], err_msg=f"frame {k}")
+    with pytest.raises(ValueError, match="needs its"):
+        condition_newest(model, moving.window(BLOCK_FRAMES, BLOCK_FRAMES + 3), BLOCK_FRAMES + 2, 0)
 
 
 def test_a_bad_frame_leaves_every_stream_as_it_was():

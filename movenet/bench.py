@@ -175,7 +175,8 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
     for precision, n_bytes in weight_bytes.items():
         block = np.ones(n_bytes // 4, np.float32)
         times = max(1, int(2e8 // max(n_bytes, 1)))
-        rate = _rate(lambda: _read_all(block, times), times * n_bytes, min(seconds, 1.0))
+        # a roofline is a peak: the best of a few tries, since another process can take any one of them
+        rate = max(_rate(lambda: _read_all(block, times), times * n_bytes, min(seconds, 1.0) / 3) for _ in range(3))
         bandwidth[precision] = rate / 1e9
     out["cache_bandwidth_gb_s_by_block"] = {p: round(b, 1) for p, b in bandwidth.items()}
     rows = 8 if WIDE_TILES else 6
@@ -190,7 +191,8 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
             for _ in range(n):
                 matmul_acc(y, a, b)
 
-        peak[kind] = round(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0)) / 1e9, 1)
+        peak[kind] = round(max(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0) / 3) for _ in range(3))
+                           / 1e9, 1)
     peak["bf16"] = peak["fp32"]
     out["gemm_gflop_s_by_type"] = {p: peak[p] for p in weight_bytes}
     out["single_stream_bound_samples_per_s"] = {

@@ -7,6 +7,8 @@ shapes because of per-call packing; numba's loop vectorizer cannot keep a regist
 runtime sizes. `_gemm_block` emits the register tile directly as LLVM vector code (16-lane float32 vectors, fused
 multiply-add), ~250 GFLOP/s for B >= 8 with operands in L1 on an AVX-512 core. LLVM lowers the 16-lane vectors to
 whatever the CPU has (two AVX2 registers, four SSE ones), so the code is portable; only the speed varies.
+One stream's products (one row) are emitted inline where they are called (`_one_row`, through `matmul`): a call
+into matmul_acc cost it as much as a fifth of its time.
 
 Everything compiles with error_model="numpy": under numba's default (Python's), each division checks for zero and
 raises, and that branch keeps LLVM from vectorizing the loop. Compiled code is cached (cache=True) beside the
@@ -102,8 +104,6 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
     mr, nr, pf: literal ints, NR a multiple of 16. No bounds checks: the caller keeps the tile inside the arrays.
     Per k: NR/16 vector loads of w's row k, and per output row one broadcast of x[b, k] and NR/16 FMAs.
     pf > 0 also prefetches w's row k + pf (a prefetch past the end of w is harmless: prefetches never fault).
-    One stream re-reads all weights from L3 for every sample; prefetching 4 rows (2 KB) ahead keeps enough reads
-    in flight to take that from ~19 to ~16 us per sample (and runs into the next layer's weights at the end).
     """
     if not (isinstance(mr, types.IntegerLiteral) and isinstance(nr, types.IntegerLiteral)):
         return None
@@ -113,84 +113,124 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
     PF = pf.literal_value
     if NR % LANES:
         raise ValueError(f"NR must be a multiple of {LANES}, got {NR}")
-    NV = NR // LANES
     BF16 = w.dtype == types.uint16
     PAIRS = w.dtype == types.uint32
     if PAIRS != (x.dtype == types.uint32):
         return None
-    W_ITEM = 2 if BF16 else 4
     sig = types.void(y, x, w, b0, o0, mr, nr, pf)
 
     def codegen(context, builder, signature, args):
         y_arr, x_arr, w_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:3], args[:3]))
         b0v, o0v = (context.cast(builder, v, t, types.int64) for v, t in zip(args[3:5], signature.args[3:5]))
-        y_row, _ = cgutils.unpack_tuple(builder, y_arr.strides, 2)  # strides in bytes
-        x_row, x_col = cgutils.unpack_tuple(builder, x_arr.strides, 2)
-        w_row, _ = cgutils.unpack_tuple(builder, w_arr.strides, 2)
-        K, _ = cgutils.unpack_tuple(builder, w_arr.shape, 2)
-        i8p = ir.IntType(8).as_pointer()
-        y_base, x_base, w_base = (builder.bitcast(a.data, i8p) for a in (y_arr, x_arr, w_arr))
-        col = builder.mul(o0v, ir.Constant(_I64, 4))
-        w_col = builder.mul(o0v, ir.Constant(_I64, W_ITEM))
-        if PAIRS:
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC, _PAIRS_VEC, _PAIRS_VEC]),
-                                                 "llvm.x86.avx512bf16.dpbf16ps.512")
+        _emit_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, PF, BF16, PAIRS)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _emit_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, PF, BF16, PAIRS):
+    """The LLVM code of one register tile of `_gemm_block`, at rows b0v.. and columns o0v.. (int64 values)."""
+    NV = NR // LANES
+    W_ITEM = 2 if BF16 else 4
+    y_row, _ = cgutils.unpack_tuple(builder, y_arr.strides, 2)  # strides in bytes
+    x_row, x_col = cgutils.unpack_tuple(builder, x_arr.strides, 2)
+    w_row, _ = cgutils.unpack_tuple(builder, w_arr.strides, 2)
+    K, _ = cgutils.unpack_tuple(builder, w_arr.shape, 2)
+    i8p = ir.IntType(8).as_pointer()
+    y_base, x_base, w_base = (builder.bitcast(a.data, i8p) for a in (y_arr, x_arr, w_arr))
+    col = builder.mul(o0v, ir.Constant(_I64, 4))
+    w_col = builder.mul(o0v, ir.Constant(_I64, W_ITEM))
+    if PAIRS:
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC, _PAIRS_VEC, _PAIRS_VEC]),
+                                             "llvm.x86.avx512bf16.dpbf16ps.512")
+    else:
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+    prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [_I32] * 3),
+                                              "llvm.prefetch.p0i8")
+    splat = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
+
+    def vec_ptr(base, byte_offset):
+        return builder.bitcast(builder.gep(base, [byte_offset]), _VEC.as_pointer())
+
+    def y_ptr(i, v):
+        row = builder.mul(builder.add(b0v, ir.Constant(_I64, i)), y_row)
+        return vec_ptr(y_base, builder.add(row, builder.add(col, ir.Constant(_I64, 4 * LANES * v))))
+
+    # accumulators start from y (so y can hold a bias); allocas in the entry block become registers
+    acc = []
+    for i in range(MR):
+        for v in range(NV):
+            slot = cgutils.alloca_once(builder, _VEC)
+            builder.store(builder.load(y_ptr(i, v), align=4), slot)
+            acc.append(slot)
+    x_rows = [builder.gep(x_base, [builder.mul(builder.add(b0v, ir.Constant(_I64, i)), x_row)]) for i in range(MR)]
+    with cgutils.for_range(builder, K) as loop:
+        k = loop.index
+        w_k = builder.gep(w_base, [builder.add(builder.mul(k, w_row), w_col)])
+        if PF:  # llvm.prefetch(address, read, locality 3 = keep in all levels, data cache)
+            ahead = builder.gep(w_k, [builder.mul(ir.Constant(_I64, PF), w_row)])
+            for line in range(0, W_ITEM * NR, 64):
+                builder.call(prefetch, [builder.gep(ahead, [ir.Constant(_I64, line)]), ir.Constant(_I32, 0),
+                                        ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        if BF16:  # 16 bfloat16 -> the high halves of 16 float32
+            w_vecs = [builder.bitcast(builder.shl(builder.zext(builder.load(builder.bitcast(
+                builder.gep(w_k, [ir.Constant(_I64, 2 * LANES * v)]), _BF16_VEC.as_pointer()), align=2),
+                _I32_VEC), _SHIFT16), _VEC) for v in range(NV)]
+        elif PAIRS:  # 16 pairs, as one operand of vdpbf16ps
+            w_vecs = [builder.bitcast(builder.load(builder.bitcast(builder.gep(
+                w_k, [ir.Constant(_I64, 4 * LANES * v)]), _I32_VEC.as_pointer()), align=4), _PAIRS_VEC)
+                for v in range(NV)]
         else:
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-        prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [_I32] * 3),
-                                                  "llvm.prefetch.p0i8")
-        splat = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
-
-        def vec_ptr(base, byte_offset):
-            return builder.bitcast(builder.gep(base, [byte_offset]), _VEC.as_pointer())
-
-        def y_ptr(i, v):
-            row = builder.mul(builder.add(b0v, ir.Constant(_I64, i)), y_row)
-            return vec_ptr(y_base, builder.add(row, builder.add(col, ir.Constant(_I64, 4 * LANES * v))))
-
-        # accumulators start from y (so y can hold a bias); allocas in the entry block become registers
-        acc = []
+            w_vecs = [builder.load(vec_ptr(w_k, ir.Constant(_I64, 4 * LANES * v)), align=4) for v in range(NV)]
+        x_k = builder.mul(k, x_col)
+        x_type, x_vec_type = (_I32, _I32_VEC) if PAIRS else (_F32, _VEC)
         for i in range(MR):
+            x_ik = builder.load(builder.bitcast(builder.gep(x_rows[i], [x_k]), x_type.as_pointer()), align=4)
+            x_vec = builder.shuffle_vector(builder.insert_element(ir.Constant(x_vec_type, ir.Undefined), x_ik,
+                                                                  ir.Constant(_I32, 0)),
+                                           ir.Constant(x_vec_type, ir.Undefined), splat)
             for v in range(NV):
-                slot = cgutils.alloca_once(builder, _VEC)
-                builder.store(builder.load(y_ptr(i, v), align=4), slot)
-                acc.append(slot)
-        x_rows = [builder.gep(x_base, [builder.mul(builder.add(b0v, ir.Constant(_I64, i)), x_row)]) for i in range(MR)]
-        with cgutils.for_range(builder, K) as loop:
-            k = loop.index
-            w_k = builder.gep(w_base, [builder.add(builder.mul(k, w_row), w_col)])
-            if PF:  # llvm.prefetch(address, read, locality 3 = keep in all levels, data cache)
-                ahead = builder.gep(w_k, [builder.mul(ir.Constant(_I64, PF), w_row)])
-                for line in range(0, W_ITEM * NR, 64):
-                    builder.call(prefetch, [builder.gep(ahead, [ir.Constant(_I64, line)]), ir.Constant(_I32, 0),
-                                            ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-            if BF16:  # 16 bfloat16 -> the high halves of 16 float32
-                w_vecs = [builder.bitcast(builder.shl(builder.zext(builder.load(builder.bitcast(
-                    builder.gep(w_k, [ir.Constant(_I64, 2 * LANES * v)]), _BF16_VEC.as_pointer()), align=2),
-                    _I32_VEC), _SHIFT16), _VEC) for v in range(NV)]
-            elif PAIRS:  # 16 pairs, as one operand of vdpbf16ps
-                w_vecs = [builder.bitcast(builder.load(builder.bitcast(builder.gep(
-                    w_k, [ir.Constant(_I64, 4 * LANES * v)]), _I32_VEC.as_pointer()), align=4), _PAIRS_VEC)
-                    for v in range(NV)]
-            else:
-                w_vecs = [builder.load(vec_ptr(w_k, ir.Constant(_I64, 4 * LANES * v)), align=4) for v in range(NV)]
-            x_k = builder.mul(k, x_col)
-            x_type, x_vec_type = (_I32, _I32_VEC) if PAIRS else (_F32, _VEC)
-            for i in range(MR):
-                x_ik = builder.load(builder.bitcast(builder.gep(x_rows[i], [x_k]), x_type.as_pointer()), align=4)
-                x_vec = builder.shuffle_vector(builder.insert_element(ir.Constant(x_vec_type, ir.Undefined), x_ik,
-                                                                      ir.Constant(_I32, 0)),
-                                               ir.Constant(x_vec_type, ir.Undefined), splat)
-                for v in range(NV):
-                    slot = acc[i * NV + v]
-                    if PAIRS:
-                        total = builder.call(fma, [builder.load(slot), builder.bitcast(x_vec, _PAIRS_VEC), w_vecs[v]])
-                    else:
-                        total = builder.call(fma, [x_vec, w_vecs[v], builder.load(slot)])
-                    builder.store(total, slot)
-        for i in range(MR):
-            for v in range(NV):
-                builder.store(builder.load(acc[i * NV + v]), y_ptr(i, v), align=4)
+                slot = acc[i * NV + v]
+                if PAIRS:
+                    total = builder.call(fma, [builder.load(slot), builder.bitcast(x_vec, _PAIRS_VEC), w_vecs[v]])
+                else:
+                    total = builder.call(fma, [x_vec, w_vecs[v], builder.load(slot)])
+                builder.store(total, slot)
+    for i in range(MR):
+        for v in range(NV):
+            builder.store(builder.load(acc[i * NV + v]), y_ptr(i, v), align=4)
+
+
+@intrinsic
+def _one_row(typingctx, y, x, w):
+    """y += x @ w for one row (y float32 [1, O] with O a multiple of 16, x float32 [1, K], w float32 or bfloat16
+    [K, O]): `_gemm_block`'s 1-row tiles across the columns (128 wide with AVX-512's registers, else 64), then one
+    each of the narrower ones for the rest, emitted where it is called. One stream's products are this small,
+    60 of them a sample, and a call into matmul_acc costs it as much as a fifth of its time.
+    """
+    if w.dtype not in (types.float32, types.uint16) or x.dtype != types.float32:
+        return None
+    BF16 = w.dtype == types.uint16
+    wide = 128 if WIDE_TILES else 64
+    sig = types.void(y, x, w)
+
+    def codegen(context, builder, signature, args):
+        y_arr, x_arr, w_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
+        _, O = cgutils.unpack_tuple(builder, y_arr.shape, 2)
+        zero = ir.Constant(_I64, 0)
+        with cgutils.for_range(builder, builder.sdiv(O, ir.Constant(_I64, wide))) as loop:
+            _emit_block(builder, y_arr, x_arr, w_arr, zero, builder.mul(loop.index, ir.Constant(_I64, wide)), 1,
+                        wide, PREFETCH_ROWS, BF16, False)
+        o = cgutils.alloca_once_value(builder, builder.mul(builder.sdiv(O, ir.Constant(_I64, wide)),
+                                                           ir.Constant(_I64, wide)))
+        narrower = wide // 2
+        while narrower >= LANES:
+            with builder.if_then(builder.icmp_signed("<=", builder.add(builder.load(o), ir.Constant(_I64, narrower)),
+                                                     O)):
+                _emit_block(builder, y_arr, x_arr, w_arr, zero, builder.load(o), 1, narrower, PREFETCH_ROWS, BF16,
+                            False)
+                builder.store(builder.add(builder.load(o), ir.Constant(_I64, narrower)), o)
+            narrower //= 2
         return context.get_dummy_value()
 
     return sig, codegen
@@ -302,6 +342,11 @@ def host_has_bf16_dot() -> bool:
 # accumulator takes two). Tiles that do not fit spill to memory on every multiply-add: with AVX-512's tiles an
 # AVX2 core ran batches no faster than one stream. Fixed when this module is compiled (numba folds the branch).
 WIDE_TILES = _host_has_avx512()
+# Rows of w the tiles prefetch ahead. Weights that live in L3 between samples (2 MB of them, an earlier default
+# config on a Zen 4 with 1 MB of L2) went from ~19 to ~16 us a sample with 4; the default weights now (0.3 MB in
+# bf16, 0.6 MB in fp32) stay in L2 on every host seen, and there the prefetches cost: on an Intel Xeon a 75 x 64
+# product from L2 took 382 ns with them and 211 ns without, and 32 streams in bf16 ran 26 % faster without.
+PREFETCH_ROWS = 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -319,30 +364,30 @@ def matmul_acc(y, x, w):
         while b + 8 <= B:
             o = 0
             while o + 32 <= O:
-                _gemm_block(y, x, w, b, o, 8, 32, 4)
+                _gemm_block(y, x, w, b, o, 8, 32, PREFETCH_ROWS)
                 o += 32
             if o + 16 <= O:
-                _gemm_block(y, x, w, b, o, 8, 16, 4)
+                _gemm_block(y, x, w, b, o, 8, 16, PREFETCH_ROWS)
                 o += 16
             _columns(y, x, w, b, o, 8)
             b += 8
         if b + 4 <= B:
             o = 0
             while o + 64 <= O:
-                _gemm_block(y, x, w, b, o, 4, 64, 4)
+                _gemm_block(y, x, w, b, o, 4, 64, PREFETCH_ROWS)
                 o += 64
             while o + 16 <= O:
-                _gemm_block(y, x, w, b, o, 4, 16, 4)
+                _gemm_block(y, x, w, b, o, 4, 16, PREFETCH_ROWS)
                 o += 16
             _columns(y, x, w, b, o, 4)
             b += 4
         if b + 2 <= B:
             o = 0
             while o + 64 <= O:
-                _gemm_block(y, x, w, b, o, 2, 64, 4)
+                _gemm_block(y, x, w, b, o, 2, 64, PREFETCH_ROWS)
                 o += 64
             while o + 16 <= O:
-                _gemm_block(y, x, w, b, o, 2, 16, 4)
+                _gemm_block(y, x, w, b, o, 2, 16, PREFETCH_ROWS)
                 o += 16
             _columns(y, x, w, b, o, 2)
             b += 2
@@ -350,24 +395,24 @@ def matmul_acc(y, x, w):
         while b + 6 <= B:
             o = 0
             while o + 16 <= O:
-                _gemm_block(y, x, w, b, o, 6, 16, 4)
+                _gemm_block(y, x, w, b, o, 6, 16, PREFETCH_ROWS)
                 o += 16
             _columns(y, x, w, b, o, 6)
             b += 6
         if b + 4 <= B:
             o = 0
             while o + 16 <= O:
-                _gemm_block(y, x, w, b, o, 4, 16, 4)
+                _gemm_block(y, x, w, b, o, 4, 16, PREFETCH_ROWS)
                 o += 16
             _columns(y, x, w, b, o, 4)
             b += 4
         if b + 2 <= B:
             o = 0
             while o + 32 <= O:
-                _gemm_block(y, x, w, b, o, 2, 32, 4)
+                _gemm_block(y, x, w, b, o, 2, 32, PREFETCH_ROWS)
                 o += 32
             while o + 16 <= O:
-                _gemm_block(y, x, w, b, o, 2, 16, 4)
+                _gemm_block(y, x, w, b, o, 2, 16, PREFETCH_ROWS)
                 o += 16
             _columns(y, x, w, b, o, 2)
             b += 2
@@ -375,16 +420,16 @@ def matmul_acc(y, x, w):
         o = 0
         if WIDE_TILES:
             while o + 128 <= O:
-                _gemm_block(y, x, w, b, o, 1, 128, 4)
+                _gemm_block(y, x, w, b, o, 1, 128, PREFETCH_ROWS)
                 o += 128
         while o + 64 <= O:
-            _gemm_block(y, x, w, b, o, 1, 64, 4)
+            _gemm_block(y, x, w, b, o, 1, 64, PREFETCH_ROWS)
             o += 64
         if o + 32 <= O:
-            _gemm_block(y, x, w, b, o, 1, 32, 4)
+            _gemm_block(y, x, w, b, o, 1, 32, PREFETCH_ROWS)
             o += 32
         if o + 16 <= O:
-            _gemm_block(y, x, w, b, o, 1, 16, 4)
+            _gemm_block(y, x, w, b, o, 1, 16, PREFETCH_ROWS)
             o += 16
         _columns(y, x, w, b, o, 1)
 
@@ -396,7 +441,7 @@ def matmul(y, x, w, pairs):
     raise NotImplementedError("kernels.matmul runs inside compiled code")
 
 
-@overload(matmul, jit_options={"cache": True, "error_model": "numpy"})
+@overload(matmul, inline="always", jit_options={"cache": True, "error_model": "numpy"})
 def _matmul(y, x, w, pairs):
     if w.dtype == types.uint32:
         def with_pairs(y, x, w, pairs):
@@ -404,7 +449,13 @@ def _matmul(y, x, w, pairs):
             pack_pairs(x, xp)
             matmul_acc(y, xp, w)
         return with_pairs
-    return lambda y, x, w, pairs: matmul_acc(y, x, w)
+
+    def plain(y, x, w, pairs):
+        if y.shape[0] == 1 and y.shape[1] % LANES == 0:
+            _one_row(y, x, w)  # inline: one stream's products are too small to pay for a call
+        else:
+            matmul_acc(y, x, w)
+    return plain
 
 
 # -- exp in float64 ---------------------------------------------------------------------------------------------------

@@ -425,6 +425,28 @@ def _product(y, x, w, pairs):
     matmul(y, x, w, pairs)
 
 
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+def test_one_streams_inline_product_matches_numpy(weights):
+    """`matmul` on one row runs `_one_row`'s tiles inline: every width it splits into wide and narrower tiles, a
+    width it hands to matmul_acc (not a multiple of 16), a strided view, bfloat16 weights widened."""
+    from movenet.kernels import from_bf16, to_bf16
+
+    rng = np.random.default_rng(7)
+    pairs = np.zeros((1, 1), np.uint32)
+    for K, O in [(1, 16), (75, 64), (32, 48), (32, 80), (32, 112), (16, 128), (33, 144), (32, 256), (8, 272), (5, 24)]:
+        x, w = rng.standard_normal((1, K), dtype=np.float32), rng.standard_normal((K, O), dtype=np.float32)
+        y = rng.standard_normal((1, O), dtype=np.float32)
+        stored = to_bf16(w) if weights == "bf16" else w
+        expected = y + x.astype(np.float64) @ (from_bf16(stored) if weights == "bf16" else w)
+        _product(y, x, stored, pairs)
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4, err_msg=f"{K} x {O}")
+    wide, w = rng.standard_normal((1, 96), dtype=np.float32), rng.standard_normal((40, 96), dtype=np.float32)
+    x = rng.standard_normal((1, 40), dtype=np.float32)
+    expected = wide[:, 32:] + x.astype(np.float64) @ w[:, 32:]
+    _product(wide[:, 32:], x, w[:, 32:], pairs)
+    np.testing.assert_allclose(wide[:, 32:], expected, rtol=1e-5, atol=1e-4)
+
+
 def test_inputs_pack_into_rounded_pairs_of_bfloat16():
     from movenet.kernels import pack_pairs, to_bf16, to_bf16_pairs
 

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from movenet import audio, controls, metrics, pose, video
 from movenet.checkpoint import Loaded
-from movenet.data import DataError, data_config_from_manifest, find_videos, load_manifest, open_clip
+from movenet.data import (HIT_LEVELS_SINCE, DataError, data_config_from_manifest, find_videos, load_manifest,
+                          open_clip)
 from movenet.generate import generate_audio
 from movenet.model import MoveNet
 from movenet.controls import Excitation, SourceState, align_phase
@@ -40,6 +41,7 @@ class EvalClip:
     codes: np.ndarray | None  # uint8 [n_frames * hop], the true audio; None for a video without audio
     label: int | None
     sidecar: dict | None  # the synthetic dancer's ground truth
+    controls: np.ndarray | None = None  # float32 [n_frames, 3], the soundtrack's, where a prepared set stores them
 
 
 @torch.no_grad()
@@ -76,15 +78,17 @@ def teacher_forced_bits(model: MoveNet, codes: np.ndarray, cond: Conditioning, c
     return total / n / math.log(2)
 
 
-def scored_codes(config, codes: np.ndarray) -> np.ndarray:
+def scored_codes(config, codes: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
     """The codes [T] of a soundtrack as a model's WaveNet learnt them: as they are, or for a `direct_kick` model
-    without the kick its source renders from the soundtrack's own onsets and levels (found as `prepare` finds
-    them), so that every movement is scored on the same audio."""
+    without the kick its source renders from the soundtrack's own onsets and levels (`truth`, its controls
+    [n_frames, 3] where known: a prepared set stores them; else found as `prepare` finds them), so that every
+    movement is scored on the same audio."""
     if not config.plays_kick:
         return codes
     n_frames = len(codes) // config.hop
-    truth = controls.analyze(audio.mu_law_decode(codes), config.sample_rate, config.sample_rate // config.hop,
-                             n_frames)
+    if truth is None:
+        truth = controls.analyze(audio.mu_law_decode(codes), config.sample_rate, config.sample_rate // config.hop,
+                                 n_frames)
     source = Excitation.of(config).render(controls.snap_to_notes(truth)[None], SourceState.silent(1))[0]
     kick = np.zeros(len(codes), np.float32)
     kick[: len(source)] = controls.kick_of(source)[: len(codes)]
@@ -111,8 +115,11 @@ def load_clips(loaded: Loaded, data_dir: str | Path, log=print) -> tuple[list[Ev
             movement = Movement(arrays.get("frames") if config.uses_frames else None,
                                 arrays.get("keypoints") if config.uses_keypoints else None)
             source = Path(record["source"])
+            # before HIT_LEVELS_SINCE every stored hit has level 1: those are found again, with their levels
+            stored = arrays["controls"] if manifest["format_version"] >= HIT_LEVELS_SINCE else None
             clips.append(EvalClip(record["id"], str(source), movement, arrays["codes"],
-                                  loaded.label_index(record["label"], unknown="first"), pose.dancer_truth(source)))
+                                  loaded.label_index(record["label"], unknown="first"), pose.dancer_truth(source),
+                                  stored))
         return clips[: len(records)], clips
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: not a directory or a prepared set")
@@ -149,7 +156,7 @@ def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], samp
         other = _other(clip, pool)
         n_frames = clip.movement.n_frames
         row = {"clip": clip.name, "seconds": len(clip.codes) / sample_rate}
-        codes = scored_codes(model.config, clip.codes)
+        codes = scored_codes(model.config, clip.codes, clip.controls)
         row["right"] = teacher_forced_bits(model, codes, condition(model, clip.movement, clip.label))
         if other is not None:
             row["wrong"] = teacher_forced_bits(model, codes, condition(model, other.movement.fit(n_frames), clip.label))

@@ -78,3 +78,25 @@ def test_evaluate_a_prepared_set_and_a_folder_of_real_videos(trained, tmp_path, 
     clip = report["generated"]["per_clip"][0]
     assert clip["ground_truth"] == NO_GROUND_TRUTH and clip["chance"] == NO_GROUND_TRUTH
     assert clip["model"]["motion_source"] == "frames" and clip["model"]["seconds"] > 4
+
+
+def test_a_prepared_sets_stored_controls_are_what_scoring_would_find(trained):
+    """evaluate reads a prepared clip's controls instead of analysing its soundtrack again: they are the same,
+    and so is the audio a direct-kick model is scored on."""
+    import dataclasses
+
+    from movenet import controls
+    from movenet.evaluate import load_clips, scored_codes
+
+    loaded, root = trained
+    clips, _ = load_clips(loaded, root / "prepared", log=lambda line: None)
+    config = dataclasses.replace(loaded.model.config, controls=True, kick=True, direct_kick=True)
+    assert clips and config.plays_kick
+    for clip in clips:
+        n_frames = len(clip.codes) // config.hop
+        found = controls.analyze(audio.mu_law_decode(clip.codes), config.sample_rate, config.sample_rate // config.hop,
+                                 n_frames)
+        np.testing.assert_array_equal(clip.controls, found)
+        scored = scored_codes(config, clip.codes, clip.controls)
+        np.testing.assert_array_equal(scored, scored_codes(config, clip.codes))
+        assert (found[:, 2] > 0).any() and not np.array_equal(scored, clip.codes)  # a kick was taken out

@@ -168,12 +168,12 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
     weights' size over and over (where they live between samples: L2 or L3) for each weight type, and the peak of
     the engine's own register-tiled product on operands in L1 with the multiply instruction each type uses (fp32
     FMA for fp32 and bf16, whose weights are widened to fp32; vdpbf16ps for bf16dot)."""
-    from movenet.kernels import WIDE_TILES, matmul_acc, to_bf16_pairs
+    from movenet.kernels import WIDE_TILES, aligned, matmul_acc, to_bf16_pairs
 
     out = {"tiles": "avx512" if WIDE_TILES else "avx2"}
     bandwidth = {}
     for precision, n_bytes in weight_bytes.items():
-        block = np.ones(n_bytes // 4, np.float32)
+        block = aligned(np.ones(n_bytes // 4, np.float32))  # as the engine's weights are
         times = max(1, int(2e8 // max(n_bytes, 1)))
         # a roofline is a peak: the best of a few tries, since another process can take any one of them
         rate = max(_rate(lambda: _read_all(block, times), times * n_bytes, min(seconds, 1.0) / 3) for _ in range(3))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from movenet.audio import SILENCE
-from movenet.kernels import gate, host_has_bf16_dot, matmul, prefetch, to_bf16, to_bf16_pairs
+from movenet.kernels import aligned, gate, host_has_bf16_dot, matmul, prefetch, to_bf16, to_bf16_pairs
 from movenet.model import MoveNet
 from movenet.sampling import sample_row, temperatures
 
@@ -325,6 +325,7 @@ class FastGenerator:
             for i in (2, 4, 7, 9):
                 params[i] = compact(params[i])
             self.params = tuple(params)
+        self.params = tuple(aligned(p) for p in self.params)  # each on a cache line: the tiles load 64 bytes at once
         self.hop = c.hop
         self.cond_channels = c.n_layers * G
 

@@ -270,6 +270,18 @@ def _widen(builder, v16):
     return builder.bitcast(builder.shl(builder.zext(v16, _I32), ir.Constant(_I32, 16)), _F32)
 
 
+def aligned(a: np.ndarray, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of `a` whose data starts on an `alignment`-byte boundary (a cache line). numpy starts
+    arrays on 16 bytes: a tile's 64-byte loads of weights that start elsewhere each span two cache lines (one
+    stream in fp32 on an Intel Xeon: 107,000 samples/s with the weights as numpy placed them, 135,000 aligned)."""
+    a = np.ascontiguousarray(a)
+    raw = np.empty(a.nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start: start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def to_bf16(a: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 (round to nearest even), held as uint16; the tiles (or `from_bf16`) turn it back."""
     bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)

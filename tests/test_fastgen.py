@@ -536,3 +536,17 @@ def test_bf16_samples_follow_the_same_statistics_as_fp32(tmp_path):
     for precision, got in scores.items():
         compact = np.array(got).mean(0)
         assert abs(compact[0] - fp32[0]) < 0.05 and abs(compact[1] - fp32[1]) < 0.05, (precision, fp32, compact)
+
+
+def test_the_engines_weights_start_on_cache_lines():
+    """The tiles load 64 bytes of weights at once: each array of FastGenerator.params starts on a cache line, and
+    holds the values it was made from."""
+    from movenet.kernels import aligned
+
+    model = build("keypoints")
+    for precision in ("fp32", "bf16"):
+        gen = FastGenerator(model, precision)
+        assert all(p.ctypes.data % 64 == 0 and p.flags.c_contiguous for p in gen.params)
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)[:, 1:]
+    copy = aligned(a)
+    assert copy.ctypes.data % 64 == 0 and copy.dtype == a.dtype and np.array_equal(copy, a)

@@ -205,8 +205,7 @@ def _emit_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, PF, BF16, PAIRS)
 def _one_row(typingctx, y, x, w):
     """y += x @ w for one row (y float32 [1, O] with O a multiple of 16, x float32 [1, K], w float32 or bfloat16
     [K, O]): `_gemm_block`'s 1-row tiles across the columns (128 wide with AVX-512's registers, else 64), then one
-    each of the narrower ones for the rest, emitted where it is called. One stream's products are this small,
-    60 of them a sample, and a call into matmul_acc costs it as much as a fifth of its time.
+    each of the narrower ones for the rest, emitted where it is called (why: the module docstring).
     """
     if w.dtype not in (types.float32, types.uint16) or x.dtype != types.float32:
         return None

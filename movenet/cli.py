@@ -50,6 +50,9 @@ def number(kind: type = float, low: float | None = None, high: float | None = No
 
 SEED = number(int, 0, SEED_MAX)
 TEMPERATURE = number(float, 0)
+SPREAD = number(float, 0, 1)
+SPREAD_HELP = ("how much of each draw's scatter about the expected sample to keep (movenet/sampling.py): 1 plays "
+               "plain draws, lower is cleaner (less hiss), 0 can hold a note through a pause")
 COUNT = number(int, 1)
 SECONDS = number(float, 0, 24 * 3600, above=True)
 
@@ -110,7 +113,7 @@ def cmd_demo(args) -> None:
     model_path = args.model
     if args.train:
         model_path = demo.train_demo_model(args.out, args.minutes, latent=args.latent)
-    demo.run_demo(args.out, args.clips, args.seconds, model_path, args.temperature, args.seed)
+    demo.run_demo(args.out, args.clips, args.seconds, model_path, args.temperature, args.seed, args.spread)
 
 
 def _dataclass_flags(parser, cls, skip=(), prefix=""):
@@ -184,7 +187,7 @@ def cmd_generate(args) -> None:
     except style.StyleError as err:
         fatal(str(err))
     generate_file(loaded, args.video, outputs, args.temperature, args.seed, args.style, args.engine,
-                  progress=not args.quiet, precision=args.precision, latent=latent)
+                  progress=not args.quiet, precision=args.precision, latent=latent, spread=args.spread)
     for out in outputs:
         print(f"wrote {out}")
 
@@ -201,7 +204,7 @@ def cmd_evaluate(args) -> None:
         check_output_dir(args.plots, inputs=inputs)
     loaded = checkpoint.load(args.checkpoint)
     report = evaluate(loaded, args.data_dir, args.clips, args.temperature, args.seed, args.plots, args.engine,
-                      progress=not args.quiet, precision=args.precision)
+                      progress=not args.quiet, precision=args.precision, spread=args.spread)
     print(format_report(report))
     if args.json:
         write_json(args.json, report)
@@ -273,6 +276,8 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from movenet.sampling import DEFAULT_SPREAD  # the parser loads the model's module (its flags) anyway
+
     fmt = _HelpFormatter
     parser = Parser(prog="movenet", description="Turn human movement into music.", formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"movenet {__version__}")
@@ -337,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OUT.mp4 (the video with the soundtrack, video stream copied where MP4 allows), OUT.wav, "
                         "or OUT.mid (the score the model read off the movement: notes and kicks); repeat for several")
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0, help="sampling temperature; 0 = most likely sample")
+    p.add_argument("--spread", type=SPREAD, default=DEFAULT_SPREAD, help=SPREAD_HELP)
     p.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same audio")
     p.add_argument("--style", help="style label (default: the model's first)")
     p.add_argument("--variation", type=SEED, action="append", metavar="N",
@@ -365,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write every number here (a new .json file; --force to overwrite)")
     p.add_argument("--plots", type=Path, help="directory for one PNG per clip and a summary PNG")
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
+    p.add_argument("--spread", type=SPREAD, default=DEFAULT_SPREAD, help=SPREAD_HELP)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--engine", choices=("fast", "torch"), default="fast")
     _add_precision(p)
@@ -423,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent", type=number(int, 0, 64), default=0,
                    help="with --train: a style latent of this many dimensions (movenet/model.py; experimental)")
     p.add_argument("--temperature", type=TEMPERATURE, default=1.0)
+    p.add_argument("--spread", type=SPREAD, default=DEFAULT_SPREAD, help=SPREAD_HELP)
     p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from movenet.audio import mu_law_decode, mu_law_encode
+from movenet.audio import SILENCE, mu_law_decode, mu_law_encode
 
 MIDI_LO, MIDI_HI = 36, 96  # C2 .. C7
 N_NOTES = MIDI_HI - MIDI_LO + 1
@@ -76,6 +76,26 @@ def head_width(kick: bool = False) -> int:
 def n_channels(harmonics: int, kick: bool = False) -> int:
     """Source channels: a sine and a cosine per harmonic, the onset pulse, the loudness, the kick."""
     return 2 * harmonics + 2 + bool(kick) if harmonics else 0
+
+
+# The silence gate: where the source's loudness channel (its glide of `amplitude`) is below a sine's amplitude at
+# SILENT_DB, the controls say nothing sounds, and the engines play silence there instead of the code drawn. The
+# training audio is quieter than -60 dBFS in such frames, so the WaveNet should play silence there anyway, but it
+# reads its own past: without the gate a draw can keep a tone going through a dancer's freeze.
+SILENT_AMPLITUDE = float(np.sqrt(2.0) * 10.0 ** (SILENT_DB / 20.0))
+
+
+def loudness_channel(model_config) -> int:
+    """The index of the loudness channel in a model's source (`Excitation`), or -1 for a model without one."""
+    c = model_config
+    return 2 * c.harmonics + 1 if c.controls and c.harmonics else -1
+
+
+def gate_silence(codes: np.ndarray, source: np.ndarray | None, channel: int) -> np.ndarray:
+    """codes [B] with the silence gate applied, source [B, E] at their sample (see SILENT_AMPLITUDE)."""
+    if channel < 0:
+        return codes
+    return np.where(source[:, channel] < SILENT_AMPLITUDE, SILENCE, codes)
 
 
 def kick_wave(age) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 from movenet import checkpoint, metrics, plot, pose, synth, video
 from movenet.generate import generate_audio, write_outputs
 from movenet.movement import condition, read_movement
+from movenet.sampling import DEFAULT_SPREAD
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = ASSETS / "demo.pt"
@@ -50,7 +51,7 @@ def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float 
 
 
 def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.0, model_path: Path | None = None,
-             temperature: float = 1.0, seed: int = 0) -> list[Path]:
+             temperature: float = 1.0, seed: int = 0, spread: float = DEFAULT_SPREAD) -> list[Path]:
     """Generate soundtracks for held-out dancers and write MP4, WAV, MIDI (the score the model read off the body)
     and PNG per clip; returns the MP4s."""
     out = Path(out)
@@ -69,7 +70,7 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
         label = loaded.label_index(sidecar["style"] if loaded.labels else None)
         started = time.perf_counter()
         movement = read_movement(source, loaded.inputs)
-        wav = generate_audio(loaded, movement, label, temperature, seed + k)
+        wav = generate_audio(loaded, movement, label, temperature, seed + k, spread=spread)
         elapsed = time.perf_counter() - started
         score = condition(loaded.model, movement, label).controls
         outputs = [out / f"{name}.wav", out / f"{name}.mp4"] + ([out / f"{name}.mid"] if score is not None else [])
@@ -80,6 +81,7 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
         own = metrics.clip_metrics(truth, sr, fps, keypoints=joints, sidecar=sidecar)
         scores = {"pitch accuracy": got["pitch_accuracy"], "hit F1": got["hit_f1"],
                   "loudness following": got["loudness_following"]}
+        clarity = f"{got['harmonic_to_noise_db']:.0f} dB" if got["harmonic_to_noise_db"] is not None else "-"
         plot.soundtrack_figure(out / f"{name}.png", wav, truth, sr, sidecar, title=f"{name}: movenet's soundtrack "
                                f"for a dancer it never saw", scores=scores, score=score)
         written.append(out / f"{name}.mp4")
@@ -87,10 +89,10 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
                      f"{got['pitch_accuracy']:.0%} of audible frames (its own soundtrack: "
                      f"{own['pitch_accuracy']:.0%}), "
                      f"hit F1 {got['hit_f1']:.2f} ({own['hit_f1']:.2f}), loudness following "
-                     f"{got['loudness_following']:.2f}")
+                     f"{got['loudness_following']:.2f}, tone over hiss {clarity}")
     print("\n".join(lines))
     if loaded.model.config.latent and sources:
-        print("\n".join(play_styles(model_path, sources[0], out / "styles", seconds, temperature, seed)))
+        print("\n".join(play_styles(model_path, sources[0], out / "styles", seconds, temperature, seed, spread)))
     print(f"done: {out}/ holds, per clip, the video with its generated soundtrack (.mp4), the audio (.wav), the score "
           f"(.mid) and a picture of it beside the ground truth (.png), e.g.\n   {written[0]}\n   "
           f"{written[0].with_suffix('.png')}")
@@ -98,7 +100,7 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
 
 
 def play_styles(model_path: Path, source: Path, out: Path, seconds: float, temperature: float = 1.0,
-                seed: int = 0) -> list[str]:
+                seed: int = 0, spread: float = DEFAULT_SPREAD) -> list[str]:
     """One dancer played by a style model with draws STYLE_VARIATIONS of its latent (`--variation N`): a WAV each and
     a PNG of them side by side in `out`; returns the lines to print."""
     from movenet import style
@@ -111,7 +113,7 @@ def play_styles(model_path: Path, source: Path, out: Path, seconds: float, tempe
     panels = []
     for k in STYLE_VARIATIONS:
         wav = generate_audio(loaded, movement, label, temperature, seed, progress=False,
-                             latent=style.prior_draw(loaded.model, k))
+                             latent=style.prior_draw(loaded.model, k), spread=spread)
         write_outputs(loaded, source, wav, [out / f"{source.stem}_variation_{k}.wav"])
         panels.append((f"--variation {k}", wav))
     png = plot.style_figure(out / f"{source.stem}_styles.png", panels, sr, sidecar,

@@ -26,6 +26,7 @@ from movenet.checkpoint import Loaded
 from movenet.data import (HIT_LEVELS_SINCE, DataError, data_config_from_manifest, find_videos, load_manifest,
                           open_clip)
 from movenet.generate import generate_audio
+from movenet.sampling import DEFAULT_SPREAD
 from movenet.model import MoveNet
 from movenet.controls import Excitation, SourceState, align_phase
 from movenet.movement import Conditioning, Movement, condition, read_movement
@@ -173,7 +174,7 @@ def likelihood(model: MoveNet, clips: list[EvalClip], pool: list[EvalClip], samp
 
 def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature: float = 1.0, seed: int = 0,
              plots_dir: str | Path | None = None, engine: str = "fast", progress: bool = True, log=print,
-             precision: str = "auto") -> dict:
+             precision: str = "auto", spread: float = DEFAULT_SPREAD) -> dict:
     """Everything in the module docstring, as a JSON-able dict."""
     from movenet import plot
 
@@ -183,7 +184,7 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
     if not clips:
         raise DataError(f"{data_dir}: no clip to evaluate")
     report = {"checkpoint_step": loaded.step, "data_dir": str(data_dir), "n_clips": len(clips),
-              "temperature": temperature, "seed": seed, "precision": precision,
+              "temperature": temperature, "spread": spread, "seed": seed, "precision": precision,
               "likelihood_bits_per_sample": likelihood(model, clips, pool, sr, progress)}
     if model.config.latent:
         report["style_latent"] = style_kl(model, clips)
@@ -193,7 +194,8 @@ def evaluate(loaded: Loaded, data_dir: str | Path, n_clips: int = 4, temperature
     per_clip = []
     chosen = clips[:n_clips]
     for k, clip in enumerate(chosen):
-        wav = generate_audio(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress, precision)
+        wav = generate_audio(loaded, clip.movement, clip.label, temperature, seed + k, engine, progress, precision,
+                             spread=spread)
         kp = np.asarray(clip.sidecar["joints"], np.float32) if clip.sidecar else clip.movement.keypoints
         frames = clip.movement.frames
         if kp is None and frames is None:

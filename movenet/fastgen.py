@@ -5,7 +5,7 @@ again: `generate` runs whole frames of audio for B independent streams, with eve
 (one ring per dilated layer, the layout of `model.State`) and constant work per sample. The semantics are those of
 `MoveNet.init_state` / `MoveNet.step` (and so of `MoveNet.teacher_forced`), up to float32 rounding and the tanh
 approximation in `movenet.kernels` (|error| < 3e-7): logits agree to ~1e-6 (tests/test_fastgen.py allow 1e-4).
-Samples follow `movenet.sampling` (its compiled `sample_row`).
+Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence gate (`movenet.controls.SILENT_AMPLITUDE`).
 
 Speed, one core (`movenet bench`): one stream re-reads the ~2 MB of weights for every sample, so it is bound by
 cache bandwidth; B streams share each weight read, so batches approach the FMA units' limit. `movenet.generate`
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from movenet.audio import SILENCE
+from movenet.controls import SILENT_AMPLITUDE, loudness_channel
 from movenet.kernels import aligned, gate, host_has_bf16_dot, matmul, prefetch, to_bf16, to_bf16_pairs
 from movenet.model import MoveNet
-from movenet.sampling import sample_row, temperatures
+from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
 
 # -- the compiled network ---------------------------------------------------------------------------------------------
 # `params` is the tuple FastGenerator.params; state arrays are FastState's; `work` is the tuple of scratch arrays
@@ -140,9 +141,10 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _generate(params, cond, source, t0, hop, temperature, u, prev, input_codes, buffers, out):
+def _generate(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out):
     """Sample u.shape[1] targets from t0 for every stream into out uint8 [B, n]; cond [B, n_rows, L*G] starts at
-    frame t0 // hop, source [B, n, E] at target t0, temperature float64 [B] (each stream's own). Leaves
+    frame t0 // hop, source [B, n, E] at target t0, temperature and spread float64 [B] (each stream's own), gate
+    the source's loudness channel (-1: no silence gate; movenet.controls.SILENT_AMPLITUDE). Leaves
     prev/input_codes/buffers as the state at t0 + n. Holds no GIL: a live server's other threads run meanwhile."""
     B, n = u.shape
     work = _scratch(params, B)
@@ -154,19 +156,21 @@ def _generate(params, cond, source, t0, hop, temperature, u, prev, input_codes, 
             _set_frame(params, cond[:, t // hop - first_frame], work[4])
         _forward(t, params, prev, source[:, i], input_codes, buffers, work)
         for b in range(B):
-            code = sample_row(logits[b], temperature[b], u[b, i], cdf, bits)
+            code = sample_row(logits[b], temperature[b], spread[b], u[b, i], cdf, bits)
+            if gate >= 0 and source[b, i, gate] < SILENT_AMPLITUDE:
+                code = SILENCE
             out[b, i] = code
             prev[b] = code
 
 
 @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def _generate_parallel(params, cond, source, t0, hop, temperature, u, prev, input_codes, buffers, out, bounds):
+def _generate_parallel(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out,
+                       bounds):
     """_generate on the stream groups bounds[g]:bounds[g+1], one group per thread (streams are independent)."""
     for g in numba.prange(bounds.shape[0] - 1):
         s, e = bounds[g], bounds[g + 1]
-        _generate(params, cond[s:e], source[s:e], t0, hop, temperature[s:e], u[s:e], prev[s:e], input_codes[s:e],
-                  buffers[s:e],
-                  out[s:e])
+        _generate(params, cond[s:e], source[s:e], t0, hop, temperature[s:e], spread[s:e], gate, u[s:e], prev[s:e],
+                  input_codes[s:e], buffers[s:e], out[s:e])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -328,6 +332,7 @@ class FastGenerator:
         self.params = tuple(aligned(p) for p in self.params)  # each on a cache line: the tiles load 64 bytes at once
         self.hop = c.hop
         self.cond_channels = c.n_layers * G
+        self.gate_channel = loudness_channel(c)
 
     @property
     def n_weight_bytes(self) -> int:
@@ -366,14 +371,15 @@ class FastGenerator:
         """Conditioning rows that targets t0 .. t0 + n - 1 span."""
         return (t0 + n - 1) // self.hop - t0 // self.hop + 1 if n else 0
 
-    def generate(self, cond_rows, source, state: FastState, temperature: float, u, threads: int = 1) -> np.ndarray:
+    def generate(self, cond_rows, source, state: FastState, temperature: float, u, threads: int = 1, *,
+                 spread=DEFAULT_SPREAD) -> np.ndarray:
         """Sample the next n = u.shape[1] codes of every stream, advancing `state` in place.
 
         cond_rows: float32 [B, n_rows, n_layers * G]: row i is the conditioning of frame state.t // hop + i, and
             the rows must cover the targets (n_rows >= n / hop when state.t is at a frame boundary);
         source: float32 [B, n, E], the source at each target (movenet.controls; None for a model without controls);
         temperature: >= 0 (0: argmax), one for all streams or one per stream [B]; u: float64 [B, n], uniforms in
-            [0, 1) (see the module docstring);
+            [0, 1) (see the module docstring); spread: in [0, 1], one or one per stream (movenet.sampling);
         threads: streams are split into this many groups, one per numba thread (at most B, and the CPU count).
         Returns codes uint8 [B, n]. Calling it frame by frame or once gives the same codes.
         """
@@ -382,15 +388,15 @@ class FastGenerator:
         B = state.batch_size
         if u.ndim != 2 or u.shape[0] != B:
             raise ValueError(f"u must be [B={B}, n_samples], got {u.shape}")
-        temperature = temperatures(temperature, B)
+        temperature, spread = temperatures(temperature, B), spreads(spread, B)
         n = u.shape[1]
         self._check_cond(cond_rows, B, self._n_rows(state.t, n), "cond_rows")
         source = self._source(source, B, n)
         out = np.empty((B, n), np.uint8)
         if n == 0:
             return out
-        args = (self.params, cond_rows, source, state.t, self.hop, temperature, u, state.prev_codes, state.input_codes,
-                state.buffers, out)
+        args = (self.params, cond_rows, source, state.t, self.hop, temperature, spread, self.gate_channel, u,
+                state.prev_codes, state.input_codes, state.buffers, out)
         threads = max(1, min(int(threads), B, numba.config.NUMBA_NUM_THREADS))
         if threads == 1:
             _generate(*args)

@@ -9,7 +9,7 @@
 
 An `Engine` turns conditioning rows, the source and uniforms into codes, advancing a state: the compiled `FastGenerator`
 (movenet.fastgen, the default) or `TorchEngine`, the reference `MoveNet.step` loop. Both follow one sampling policy
-(movenet.sampling), so the same seed gives the same audio whichever runs.
+(movenet.sampling) and the same silence gate, so the same seed gives the same audio whichever runs.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import torch
 
 from movenet import audio, video
 from movenet.audio import SILENCE
-from movenet.controls import Excitation, SourceState, soundtrack, write_midi
+from movenet.controls import Excitation, SourceState, gate_silence, loudness_channel, soundtrack, write_midi
 from movenet.checkpoint import Loaded
 from movenet.fastgen import FastGenerator
 from movenet.model import MoveNet, State
 from movenet.movement import BLOCK_FRAMES, Movement, condition, read_movement
-from movenet.sampling import check_temperature, sample_inverse_cdf
+from movenet.sampling import DEFAULT_SPREAD, check_spread, check_temperature, sample_inverse_cdf
 
 CHUNK_FRAMES = BLOCK_FRAMES  # a second of video at a time (flat memory, a bar that moves), each block once
 ENGINES = ("fast", "torch")
@@ -45,9 +45,10 @@ class Engine(Protocol):
         """The state after the model's pre-roll, from frame 0's conditioning rows float32 [B, L * G]."""
 
     def generate(self, cond_rows: np.ndarray, source: np.ndarray | None, state, temperature: float, u: np.ndarray,
-                 threads: int = 1) -> np.ndarray:
+                 threads: int = 1, *, spread=DEFAULT_SPREAD) -> np.ndarray:
         """cond_rows [B, n_rows, L * G] (row 0 = the frame of the next sample), source float32 [B, n, E] (a model
-        with controls; else None), u float64 [B, n] -> codes uint8 [B, n]."""
+        with controls; else None), u float64 [B, n] -> codes uint8 [B, n]: `movenet.sampling`'s policy, then the
+        silence gate (`movenet.controls.SILENT_AMPLITUDE`)."""
 
 
 @dataclass
@@ -64,6 +65,7 @@ class TorchEngine:
 
     def __init__(self, model: MoveNet):
         self.model, self.hop = model, model.config.hop
+        self.gate_channel = loudness_channel(model.config)
 
     def init_state(self, cond0: np.ndarray) -> TorchState:
         cond0 = torch.from_numpy(np.ascontiguousarray(cond0, dtype=np.float32))
@@ -71,7 +73,7 @@ class TorchEngine:
 
     @torch.no_grad()
     def generate(self, cond_rows: np.ndarray, source: np.ndarray | None, state: TorchState, temperature: float,
-                 u: np.ndarray, threads: int = 1) -> np.ndarray:
+                 u: np.ndarray, threads: int = 1, *, spread=DEFAULT_SPREAD) -> np.ndarray:
         rows = torch.from_numpy(np.ascontiguousarray(cond_rows, dtype=np.float32))
         source = None if source is None else torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))
         first = state.model_state.t // self.hop
@@ -80,7 +82,9 @@ class TorchEngine:
             t = state.model_state.t
             logits, state.model_state = self.model.step(state.prev_codes, rows[:, t // self.hop - first],
                                                         state.model_state, None if source is None else source[:, i])
-            codes = sample_inverse_cdf(logits.numpy(), temperature, u[:, i])
+            codes = sample_inverse_cdf(logits.numpy(), temperature, u[:, i], spread)
+            if source is not None:
+                codes = gate_silence(codes, source[:, i].numpy(), self.gate_channel)
             out[:, i] = codes
             state.prev_codes = torch.from_numpy(codes)
         return out
@@ -96,34 +100,37 @@ def make_engine(model: MoveNet, engine: str = "fast", precision: str = "auto") -
 
 def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement], labels: Sequence[int | None],
                     seeds: Sequence[int], temperature: float = 1.0, chunk_frames: int = CHUNK_FRAMES,
-                    threads: int = 1, latents: Sequence[np.ndarray | None] | None = None) -> Iterator[np.ndarray]:
+                    threads: int = 1, latents: Sequence[np.ndarray | None] | None = None,
+                    spread: float = DEFAULT_SPREAD) -> Iterator[np.ndarray]:
     """Soundtracks for B movements of equal length, generated side by side a chunk at a time, in memory that does
     not grow with their length.
 
     Per chunk of `chunk_frames` frames: its conditioning rows and controls (`movement.condition`), the source the
     controls play (`controls.Excitation`, its state carried from chunk to chunk), one uniform per sample for each
     stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as one draw), and
-    `engine.generate`. Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter); concatenated,
+    `engine.generate` (sampling at `temperature` and `spread`, movenet.sampling). Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter); concatenated,
     they equal one `engine.generate` over the whole movement with the same seeds.
     """
-    for codes, _ in _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents):
+    for codes, _ in _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents,
+                              spread):
         yield codes
 
 
 def generate_waves(engine: Engine, model: MoveNet, movements: Sequence[Movement], labels: Sequence[int | None],
                    seeds: Sequence[int], temperature: float = 1.0, chunk_frames: int = CHUNK_FRAMES,
-                   threads: int = 1, latents: Sequence[np.ndarray | None] | None = None) -> Iterator[np.ndarray]:
+                   threads: int = 1, latents: Sequence[np.ndarray | None] | None = None,
+                   spread: float = DEFAULT_SPREAD) -> Iterator[np.ndarray]:
     """`generate_chunks` as the audio its codes play: float32 [B, n] a chunk (for a `direct_kick` model, with the
     source's kick added)."""
     direct_kick = model.config.plays_kick
     for codes, source in _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads,
-                                   latents):
+                                   latents, spread):
         yield soundtrack(codes, source, direct_kick)
 
 
-def _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents):
+def _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents, spread):
     """`generate_chunks`, yielding (codes, the source they were played with)."""
-    temperature = check_temperature(temperature)
+    temperature, spread = check_temperature(temperature), check_spread(spread)
     if not len(movements) == len(labels) == len(seeds):
         raise ValueError(f"{len(movements)} movements, {len(labels)} labels and {len(seeds)} seeds")
     n_frames = movements[0].n_frames
@@ -141,14 +148,15 @@ def _generate(engine, model, movements, labels, seeds, temperature, chunk_frames
         if state is None:
             state = engine.init_state(cond[:, 0])
         u = np.stack([rng.random((stop - start) * engine.hop) for rng in rngs])
-        yield engine.generate(cond, source, state, temperature, u, threads), source
+        yield engine.generate(cond, source, state, temperature, u, threads, spread=spread), source
 
 
 def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None, temperature: float = 1.0,
                    seed: int = 0, engine: str = "fast", progress: bool = True, precision: str = "auto",
-                   latent: np.ndarray | None = None) -> np.ndarray:
+                   latent: np.ndarray | None = None, spread: float = DEFAULT_SPREAD) -> np.ndarray:
     """The soundtrack of a whole movement: float32 [n_frames * hop] in [-1, 1] at the checkpoint's sample rate.
-    latent: a style latent z (movenet.style; None: the style's centroid) for a model with one."""
+    latent: a style latent z (movenet.style; None: the style's centroid) for a model with one; spread: how much
+    of each draw's scatter is kept (movenet.sampling)."""
     from tqdm import tqdm
 
     model = loaded.model
@@ -157,7 +165,8 @@ def generate_audio(loaded: Loaded, movement: Movement, label: int | None = None,
     bar = tqdm(total=len(wav), unit="sample", unit_scale=True, desc=f"generate ({runner.name})",
                disable=not progress, dynamic_ncols=True)
     done = 0
-    for chunk in generate_waves(runner, model, [movement], [label], [seed], temperature, latents=[latent]):
+    for chunk in generate_waves(runner, model, [movement], [label], [seed], temperature, latents=[latent],
+                                spread=spread):
         wav[done: done + chunk.shape[1]] = chunk[0]
         done += chunk.shape[1]
         bar.update(chunk.shape[1])
@@ -188,12 +197,13 @@ def write_outputs(loaded: Loaded, video_path: str | Path, wav: np.ndarray, outpu
 
 def generate_file(loaded: Loaded, video_path: str | Path, outputs: Sequence[Path], temperature: float = 1.0,
                   seed: int = 0, style: str | None = None, engine: str = "fast", progress: bool = True,
-                  precision: str = "auto", latent: np.ndarray | None = None) -> np.ndarray:
+                  precision: str = "auto", latent: np.ndarray | None = None,
+                  spread: float = DEFAULT_SPREAD) -> np.ndarray:
     """Give `video_path` a soundtrack and write each of `outputs` (.wav: audio; .mp4: the video with it; .mid: the
     score the model read off the movement). latent: a style latent z (movenet.style) for a model with one."""
     label = loaded.label_index(style)
     movement = read_movement(video_path, loaded.inputs, progress)
-    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress, precision, latent)
+    wav = generate_audio(loaded, movement, label, temperature, seed, engine, progress, precision, latent, spread)
     score = None
     if any(out.suffix.lower() == ".mid" for out in outputs):
         score = condition(loaded.model, movement, label).controls

@@ -16,8 +16,8 @@ the frames too, for the page to show. `--record` keeps each session: its audio (
 with their audio (.mp4) and, for a model that listens to keypoints, the keypoint track beside it
 (`<name>.json`), from which `movenet generate` plays the same PCM again with the session's seed.
 
-Protocol, little-endian. Client -> server, text (JSON): {"type": "start", "style", "temperature", "seed"},
-{"type": "set", "style"?, "temperature"?}, {"type": "stop"}; binary: a frame, FRAME_HEADER (FRAME_MAGIC, uint32
+Protocol, little-endian. Client -> server, text (JSON): {"type": "start", "style", "temperature", "spread",
+"seed"}, {"type": "set", "style"?, "temperature"?, "spread"?}, {"type": "stop"}; binary: a frame, FRAME_HEADER (FRAME_MAGIC, uint32
 frame index, float64 capture time on the page's clock in ms) then the JPEG; or, from a client that finds the pose
 itself (for a model that listens to keypoints alone), FRAME_HEADER with KEYPOINTS_MAGIC then float32 keypoints
 [15, 3] (x, y normalized to the image, visibility), which costs the server no pose at all. Server -> client, text: {"type":
@@ -57,6 +57,7 @@ from movenet.checkpoint import Loaded
 from movenet.files import atomic_write, write_json
 from movenet.inputs import BONES, JOINTS, N_JOINTS
 from movenet.movement import count_frames, sidecar_keypoints
+from movenet.sampling import DEFAULT_SPREAD
 from movenet.stream import Streams
 
 WEB_DIR = Path(__file__).parent / "web"
@@ -191,6 +192,11 @@ def check_settings(message: dict, labels: list[str], start: bool) -> dict:
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not (0 <= t <= 10):
             raise ClientError(f"temperature must be a number from 0 to 10, got {str(t)[:40]}")
         settings["temperature"] = float(t)
+    if "spread" in message:
+        v = message["spread"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (0 <= v <= 1):
+            raise ClientError(f"spread must be a number from 0 to 1, got {str(v)[:40]}")
+        settings["spread"] = float(v)
     if start and "seed" in message:
         seed = message["seed"]
         if not isinstance(seed, int) or isinstance(seed, bool) or not (MIN_SEED <= seed <= MAX_SEED):
@@ -338,7 +344,8 @@ class Session:
     key: int
     ws: object
     peer: str
-    settings: dict = field(default_factory=lambda: {"style": None, "temperature": 1.0, "seed": 0})
+    settings: dict = field(default_factory=lambda: {"style": None, "temperature": 1.0, "spread": DEFAULT_SPREAD,
+                                                    "seed": 0})
     playing: bool = False  # between start and stop
     streaming: bool = False  # its stream is in the Streams (from its first played frame)
     pending: Frame | None = None  # the newest frame received, not looked at yet
@@ -459,7 +466,7 @@ class LiveServer:
                 "source": "file" if self.video_path else "camera",
                 "bones": [[JOINTS.index(a), JOINTS.index(b)] for a, b in BONES], "video": self.video_path.name if self.video_path
                 else None, "send_side": SEND_SIDE, "jpeg_quality": JPEG_QUALITY, "joints": N_JOINTS,
-                "max_message_bytes": MAX_MESSAGE_BYTES, "style": self.file_style}
+                "max_message_bytes": MAX_MESSAGE_BYTES, "style": self.file_style, "spread": DEFAULT_SPREAD}
 
     async def _websocket(self, request):
         from aiohttp import WSMsgType, web
@@ -555,6 +562,8 @@ class LiveServer:
         if session.streaming:
             if "temperature" in settings:
                 self.streams.set_temperature(session.key, settings["temperature"])
+            if "spread" in settings:
+                self.streams.set_spread(session.key, settings["spread"])
             if "style" in settings:
                 self.streams.set_style(session.key, settings["style"])
 
@@ -666,7 +675,7 @@ class LiveServer:
                 self._lock_phase(session, fresh, slot)
             if not session.streaming:
                 self.streams.add(session.key, session.settings["style"], session.settings["temperature"],
-                                 session.settings["seed"])
+                                 session.settings["seed"], session.settings["spread"])
                 session.streaming = True
             moves[session.key] = (frame, keypoints)
             played[session.key] = (session, rgb, keypoints, fresh)

@@ -22,6 +22,8 @@ BCS and BHS reward broadband noise, and none of BCS, BHS, BAS has precision):
 Ground truth (synthetic clips, whose JSON sidecar holds the true controls):
     BHS, BAS against the true beat times  (the synthetic dancer does not pause on its beat)
     pitch_accuracy                        pYIN pitch vs the true per-frame pitch
+    harmonic_to_noise_db                  energy on the true note's harmonics over the energy
+                                          between them (how clean the tone is: hiss lowers it)
     percussive_onsets -> hit_f1           detected kicks vs the true foot strikes
 clip_metrics runs all of them on one clip's audio (with the true soundtrack as
 reference_wav when known) and returns a JSON-able dict. docs/evaluation.md has
@@ -93,7 +95,7 @@ ONSET_TOLERANCE = 0.05          # onset F1 window, mir_eval.onset.f_measure's +-
 # The metrics to read first, in display order; each one penalizes noise and silence
 # (see docs/evaluation.md, "Headline metrics"). A row has only those its inputs define.
 HEADLINE = ("pitch_accuracy", "hit_f1", "loudness_following", "audible_agreement", "onset_f1",
-            "audible_fraction", "audible_fraction_error", "onset_f1_motion")
+            "audible_fraction", "audible_fraction_error", "harmonic_to_noise_db", "onset_f1_motion")
 
 
 def _analysis_grid(sample_rate: int) -> tuple[int, int]:
@@ -491,6 +493,75 @@ def pitch_accuracy(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness=N
     return float(hit[ref].mean())
 
 
+# Tone clarity: a 64 ms Blackman-Harris window (sidelobes ~92 dB down, main lobe +-4 bins = +-62 Hz at 16 kHz)
+# keeps a clean tone's own leakage far below any hiss; the band starts above the kick (HIT_BAND_HZ).
+CLARITY_WINDOW_SECONDS = 0.064
+CLARITY_HOP_SECONDS = 0.02
+CLARITY_LOBE_BINS = 4.5              # half-width of a harmonic's band, in FFT bins (the window's main lobe)
+CLARITY_FLOOR = 1e-20                # added to both energies: silence reads 0 dB (0 / 0), never +-inf
+
+
+def harmonic_to_noise_db(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness=None, *,
+                         min_loudness: float = MIN_LOUDNESS,
+                         tolerance_cents: float = PITCH_TOLERANCE_CENTS) -> float:
+    """How clean the tone is: energy on the true note's harmonics over the energy between them, dB.
+
+    Each 64 ms window (20 ms hops) that lies inside one held note of the
+    reference (every video frame it spans has the same true pitch > 0 and, when
+    loudness is given, loudness > min_loudness) is scored on its spectrum from
+    HIT_BAND_HZ[1] (above the kick) to Nyquist: bands of +-max(CLARITY_LOBE_BINS
+    bins, tolerance_cents) around each multiple of the true pitch hold the tone,
+    everything else is noise. The clip's score is the median over those windows,
+    so a strike's broadband click or a stray window does not decide it. A clean
+    synthetic tone reads 30-45 dB after mu-law coding, white noise below 0, silence
+    0 (both energies floored), sampling hiss in between.
+
+    Args:
+        wav: float [n_samples] audio at sr; missing audio at the end is silence.
+        true_pitch_hz_per_frame: float [T_v] true pitch per video frame, Hz.
+        fps: video frame rate; sr / fps must be a whole number.
+        loudness: optional float [T_v] true loudness in [0, 1].
+
+    Returns:
+        median dB; NaN when no window lies inside a held, audible note.
+    """
+    true = np.asarray(true_pitch_hz_per_frame, dtype=np.float64).reshape(-1)
+    ref = true > 0
+    if loudness is not None:
+        loud = np.asarray(loudness, dtype=np.float64).reshape(-1)
+        if loud.shape != true.shape:
+            raise ValueError(f"loudness has {loud.size} frames, pitch has {true.size}")
+        ref &= loud > min_loudness
+    hop = _frame_hop(sr, fps)
+    n_fft = 2 ** int(round(math.log2(CLARITY_WINDOW_SECONDS * sr)))
+    step = max(1, int(round(CLARITY_HOP_SECONDS * sr)))
+    n = true.size * hop
+    y = _mono(wav).astype(np.float64)[:n]
+    y = np.pad(y, (0, n - y.size))
+    starts = np.arange(0, n - n_fft + 1, step)
+    first, last = starts // hop, (starts + n_fft - 1) // hop
+    span = np.arange(n_fft // hop + 2)
+    covered = np.minimum(first[:, None] + span[None, :], last[:, None])  # every video frame a window spans
+    held = ref[covered].all(axis=1) & (true[covered] == true[first][:, None]).all(axis=1)
+    if not held.any():
+        return math.nan
+    from scipy.signal import get_window
+
+    window = get_window("blackmanharris", n_fft)
+    starts, f0 = starts[held], true[first[held]]
+    spectra = np.abs(np.fft.rfft(y[starts[:, None] + np.arange(n_fft)] * window, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    band = freqs >= HIT_BAND_HZ[1]
+    harmonic = np.rint(freqs[None, :] / f0[:, None])  # the nearest multiple of the pitch
+    width = np.maximum(CLARITY_LOBE_BINS * sr / n_fft,
+                       harmonic * f0[:, None] * (2.0 ** (tolerance_cents / 1200.0) - 1.0))
+    on = (harmonic >= 1) & (np.abs(freqs[None, :] - harmonic * f0[:, None]) <= width) & band[None, :]
+    off = band[None, :] & ~on
+    tone = (spectra * on).sum(axis=1) + CLARITY_FLOOR
+    noise = (spectra * off).sum(axis=1) + CLARITY_FLOOR
+    return float(np.median(10.0 * np.log10(tone / noise)))
+
+
 class PRF(NamedTuple):
     precision: float
     recall: float
@@ -691,7 +762,7 @@ def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar:
             n_reference_onsets; without it: onset_precision_motion,
             onset_recall_motion, onset_f1_motion (onsets vs motion beats);
             and with a sidecar: bhs_true_beats, bas_true_beats (the same scores
-            against the sidecar's beat_times), pitch_accuracy, hit_precision,
+            against the sidecar's beat_times), pitch_accuracy, harmonic_to_noise_db, hit_precision,
             hit_recall, hit_f1, n_true_hits, n_detected_hits.
     """
     if keypoints is not None:
@@ -771,6 +842,7 @@ def clip_metrics(wav, sr: int, fps: float, frames=None, keypoints=None, sidecar:
             "bhs_true_beats": _json_float(beats_hit_score(onsets, true_beats)),
             "bas_true_beats": _json_float(beat_align_score(a_beats, true_beats)),
             "pitch_accuracy": _json_float(pitch_accuracy(y, sr, pitch, fps, side_loud)),
+            "harmonic_to_noise_db": _json_float(harmonic_to_noise_db(y, sr, pitch, fps, side_loud)),
             "hit_precision": _json_float(prf.precision), "hit_recall": _json_float(prf.recall),
             "hit_f1": _json_float(prf.f1),
             "n_true_hits": int(true_hits.size), "n_detected_hits": int(hits.size),

@@ -97,7 +97,7 @@ def evaluation_figure(path: str | Path, wav: np.ndarray, sample_rate: int, fps: 
         if sc:
             parts = [f"{name} {sc[key]:.2f}" for name, key in (
                 ("pitch", "pitch_accuracy"), ("hit F1", "hit_f1"), ("loudness r", "loudness_following"),
-                ("onset F1", "onset_f1"), ("BAS", "bas"), ("BHS", "bhs"), ("BCS", "bcs"),
+                ("onset F1", "onset_f1"), ("tone/hiss dB", "harmonic_to_noise_db"), ("BAS", "bas"), ("BHS", "bhs"), ("BCS", "bcs"),
                 ("BAS true beats", "bas_true_beats")) if sc.get(key) is not None]
             text += "   " + "  ".join(parts)
         ax.set_title(text, fontsize=10, loc="left")
@@ -119,6 +119,7 @@ _METRIC_LABELS = {
     "loudness_following": "loudness following (r)", "audible_agreement": "audible agreement",
     "onset_f1": "onset F1 (true onsets)", "audible_fraction": "audible fraction",
     "audible_fraction_error": "audible fraction error\n(lower is better)", "onset_f1_motion": "onset F1 (motion beats)",
+    "harmonic_to_noise_db": "tone over hiss (dB)",
 }
 
 

@@ -25,13 +25,14 @@ from movenet.checkpoint import Loaded
 from movenet.controls import Excitation, SourceState, soundtrack
 from movenet.fastgen import FastGenerator, FastState
 from movenet.movement import BLOCK_FRAMES, Movement, condition_newest
-from movenet.sampling import check_temperature
+from movenet.sampling import DEFAULT_SPREAD, check_spread, check_temperature
 
 
 @dataclass
 class _Stream:
     label: int | None
     temperature: float
+    spread: float
     rng: np.random.Generator
     window: deque  # (frame, keypoints) of the frames before the newest, back to its block's lookback
     controls: np.ndarray | None = None  # the newest frame's controls [3] (a model with a control head)
@@ -42,7 +43,7 @@ class Streams:
     """Live streams of one model, stepped together: `step({key: (frame, keypoints)})` -> {key: audio float32 [hop]}.
 
     loaded: a checkpoint (movenet.checkpoint.load); generator: a FastGenerator of this model, to share one (built
-    if None, its weights in `precision`, as `movenet generate` builds it: then a stream plays what generate makes). `add(key, style, temperature, seed)` starts a stream, `remove(key)` ends one; `step` takes every
+    if None, its weights in `precision`, as `movenet generate` builds it: then a stream plays what generate makes). `add(key, style, temperature, seed, spread)` starts a stream, `remove(key)` ends one; `step` takes every
     stream's next frame of movement (each stream must get one per tick) and runs all of them in one batched call.
     """
 
@@ -75,18 +76,23 @@ class Streams:
     def keys(self) -> list:
         return list(self._streams)
 
-    def add(self, key: Hashable, style: str | None = None, temperature: float = 1.0, seed: int = 0) -> None:
+    def add(self, key: Hashable, style: str | None = None, temperature: float = 1.0, seed: int = 0,
+            spread: float = DEFAULT_SPREAD) -> None:
         """Start a stream: style one of the model's (None: the first; CheckpointError for an unknown one),
-        temperature >= 0 (0: argmax), seed for np.random.default_rng (one uniform per sample)."""
+        temperature >= 0 (0: argmax), seed for np.random.default_rng (one uniform per sample), spread in [0, 1]
+        (movenet.sampling)."""
         if key in self._streams:
             raise KeyError(f"stream {key!r} is already playing")
         self._streams[key] = _Stream(self.loaded.label_index(style), check_temperature(temperature),
-                                     np.random.default_rng(seed),
+                                     check_spread(spread), np.random.default_rng(seed),
                                      deque(maxlen=self.model.frame_lookback + BLOCK_FRAMES - 1))
         self._source = _rows_of(self._source, None, SourceState.silent(1))
 
     def set_temperature(self, key: Hashable, temperature: float) -> None:
         self._streams[key].temperature = check_temperature(temperature)
+
+    def set_spread(self, key: Hashable, spread: float) -> None:
+        self._streams[key].spread = check_spread(spread)
 
     def set_style(self, key: Hashable, style: str | None) -> None:
         """Play on in another style from the next frame (the style conditions every frame; nothing else resets)."""
@@ -149,7 +155,8 @@ class Streams:
             self._state = joined if self._state is None else _join(self._state, joined, new)
         u = np.stack([stream.rng.random(self.hop) for stream in self._streams.values()])
         temperature = np.array([stream.temperature for stream in self._streams.values()])
-        codes = self.gen.generate(cond, source, self._state, temperature, u)
+        spread = np.array([stream.spread for stream in self._streams.values()])
+        codes = self.gen.generate(cond, source, self._state, temperature, u, spread=spread)
         self._ticks += 1
         for stream in self._streams.values():
             stream.n_frames += 1
@@ -197,14 +204,14 @@ class Streamer:
     ~15 ms for the default model on one core). `latency` reports it, with the compute time measured so far.
 
     loaded: a checkpoint (movenet.checkpoint.load); style: one of its styles (None: the first); temperature: >= 0
-    (0: argmax); seed: for np.random.default_rng, one uniform per sample (movenet.sampling); generator: a
-    FastGenerator of this model, to share one (built if None).
+    (0: argmax); seed: for np.random.default_rng, one uniform per sample, and spread (movenet.sampling);
+    generator: a FastGenerator of this model, to share one (built if None).
     """
 
     def __init__(self, loaded: Loaded, style: str | None = None, temperature: float = 1.0, seed: int = 0,
-                 generator: FastGenerator | None = None):
+                 generator: FastGenerator | None = None, spread: float = DEFAULT_SPREAD):
         self.streams = Streams(loaded, generator)
-        self.streams.add(0, style, temperature, seed)
+        self.streams.add(0, style, temperature, seed, spread)
         self.model, self.gen = self.streams.model, self.streams.gen
         self.n_frames = 0
         self.compute_seconds = 0.0  # total over all pushes

@@ -37,10 +37,12 @@ def model(tmp_path) -> Path:
 
 BAD_NUMBERS = [
     ("generate m.pt v.mp4 -o o.wav", "--temperature", ["nan", "inf", "-1", "x"]),
+    ("generate m.pt v.mp4 -o o.wav", "--spread", ["nan", "-0.1", "1.5"]),
     ("generate m.pt v.mp4 -o o.wav", "--seed", ["-1", "1.5", str(2**32)]),
     ("generate m.pt v.mp4 -o o.wav", "--variation", ["-1", "0.5"]),
     ("generate m.pt v.mp4 -o o.wav", "--mix", ["-0.1", "1.5", "nan"]),
     ("evaluate m.pt d", "--temperature", ["nan", "-0.5"]),
+    ("evaluate m.pt d", "--spread", ["2"]),
     ("evaluate m.pt d", "--seed", ["-1"]),
     ("evaluate m.pt d", "--clips", ["-1", "0"]),
     ("prepare s o", "--fps", ["0", "-25", "2.5"]),
@@ -73,6 +75,7 @@ BAD_NUMBERS = [
     ("demo", "--minutes", ["0", "nan"]),
     ("demo", "--seed", ["-1"]),
     ("demo", "--temperature", ["inf"]),
+    ("demo", "--spread", ["-1"]),
     ("demo", "--latent", ["-1", "65"]),
 ]
 
@@ -102,6 +105,11 @@ def test_good_numbers_still_parse():
     args = cli.build_parser().parse_args(["generate", "m", "v", "-o", "x.wav", "--temperature", "0", "--seed",
                                           str(2**32 - 1)])
     assert args.temperature == 0.0 and args.seed == 2**32 - 1
+    from movenet.sampling import DEFAULT_SPREAD
+
+    assert args.spread == DEFAULT_SPREAD
+    for spread in ("0", "1"):
+        assert cli.build_parser().parse_args(["evaluate", "m", "d", "--spread", spread]).spread == float(spread)
     args = cli.build_parser().parse_args(["train", "d", "--out", "r", "--num-workers", "0", "--max-minutes", "0",
                                           "--weight-decay", "0", "--lr", "1e-3", "--seed", "0"])
     assert (args.num_workers, args.max_minutes, args.weight_decay, args.lr) == (0, 0.0, 0.0, 1e-3)

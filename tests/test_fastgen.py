@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 from numba.core.runtime import _nrt_python, rtsys
-from tests.test_model import inputs, source, tiny_config
+from tests.test_model import audible, inputs, source, tiny_config
 
 from movenet.audio import SILENCE, mu_law_decode
 from movenet import controls
 from movenet.checkpoint import Loaded
-from movenet.controls import Excitation, SourceState
+from movenet.controls import SILENT_AMPLITUDE, Excitation, SourceState, gate_silence, loudness_channel
 from movenet.inputs import InputConfig
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
@@ -38,7 +38,7 @@ MARGIN = 1e-5  # samples may differ only where u * total is this close (relative
 
 def build(features="frames", n_labels=3, seed=0, **overrides) -> MoveNet:
     torch.manual_seed(seed)
-    return MoveNet(tiny_config(features=features, n_labels=n_labels, **overrides)).eval()
+    return audible(MoveNet(tiny_config(features=features, n_labels=n_labels, **overrides))).eval()
 
 
 def movement_inputs(config, n_samples, batch, seed=0):
@@ -70,12 +70,20 @@ def _cut(src, a, b):
     return None if src is None else src[:, a:b]
 
 
-def reference_samples(model, cond, temperature, u, src=None):
-    """The PyTorch loop: init_state / step + sample_inverse_cdf. -> codes [B, n], margins [B, n], final State.
+def _policy(logits, temperature, u, spread, src_t, channel):
+    """movenet.sampling's policy, then the silence gate: what both engines play for one sample."""
+    codes = sample_inverse_cdf(logits, temperature, u, spread)
+    return codes if src_t is None else gate_silence(codes, src_t, channel)
+
+
+def reference_samples(model, cond, temperature, u, src=None, spread=1.0):
+    """The PyTorch loop: init_state / step + sample_inverse_cdf + the silence gate. -> codes [B, n], margins [B, n],
+    final State.
 
     margin: how far u * total lies from the nearest CDF step, relative to the total (for temperature 0, the gap
-    between the two largest logits).
+    between the two largest logits); infinite where the gate plays silence whatever was drawn.
     """
+    channel = loudness_channel(model.config)
     B, n = u.shape
     state = model.init_state(model.cond_at(cond, 0))
     prev = torch.full((B,), SILENCE)
@@ -83,7 +91,7 @@ def reference_samples(model, cond, temperature, u, src=None):
     for t in range(n):
         logits, state = model.step(prev, model.cond_at(cond, t), state, _at(src, t))
         logits = logits.numpy()
-        codes[:, t] = sample_inverse_cdf(logits, temperature, u[:, t])
+        codes[:, t] = _policy(logits, temperature, u[:, t], spread, None if src is None else src[:, t], channel)
         if temperature == 0:
             top = np.sort(logits, axis=-1)
             margins[:, t] = top[:, -1] - top[:, -2]
@@ -91,11 +99,20 @@ def reference_samples(model, cond, temperature, u, src=None):
             z = logits.astype(np.float64) / temperature
             cdf = np.cumsum(np.exp(z - z.max(-1, keepdims=True)), -1)
             margins[:, t] = np.abs(cdf - u[:, t, None] * cdf[:, -1:]).min(-1) / cdf[:, -1]
+        if temperature > 0 and spread < 1:  # and how far the pulled value lies from a code's edge, in codes
+            e = np.exp(z - z.max(-1, keepdims=True))
+            amplitude = mu_law_decode(np.arange(256)).astype(np.float64)
+            mean = (e * amplitude).sum(-1) / e.sum(-1)
+            v = mean + spread * (amplitude[np.minimum((cdf <= u[:, t, None] * cdf[:, -1:]).sum(-1), 255)] - mean)
+            position = (np.sign(v) * np.log1p(255 * np.abs(v)) / np.log1p(255) + 1) / 2 * 255
+            margins[:, t] = np.minimum(margins[:, t], np.abs(position - np.floor(position) - 0.5))
+        if src is not None and channel >= 0:
+            margins[:, t] = np.where(src[:, t, channel] < SILENT_AMPLITUDE, np.inf, margins[:, t])
         prev = torch.from_numpy(codes[:, t])
     return codes, margins, state
 
 
-def _assert_same_samples(gen, cond, src, temperature, u, fast, codes, margins):
+def _assert_same_samples(gen, cond, src, temperature, u, fast, codes, margins, spread=1.0):
     """The fast sampler picks the reference's codes except where u lands within MARGIN of a CDF step.
 
     Per sample, along the reference trajectory (so one flip cannot make later samples differ): the policy applied
@@ -105,7 +122,9 @@ def _assert_same_samples(gen, cond, src, temperature, u, fast, codes, margins):
     """
     state = gen.init_state(cond[:, 0])
     logits = gen.teacher_forced_logits(codes, cond, state, src)
-    resampled = np.stack([sample_inverse_cdf(logits[:, t], temperature, u[:, t]) for t in range(u.shape[1])], 1)
+    channel = loudness_channel(gen.config)
+    resampled = np.stack([_policy(logits[:, t], temperature, u[:, t], spread, None if src is None else src[:, t],
+                                  channel) for t in range(u.shape[1])], 1)
     differ = resampled != codes
     assert differ.mean() <= 1e-3 and (margins[differ] < MARGIN).all()
     for b in range(codes.shape[0]):
@@ -201,20 +220,21 @@ def test_teacher_forced_logits_default_config():
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("features,n_labels,temperature", [("frames", 3, 1.0), ("keypoints", 0, 0.7),
-                                                           ("both", 3, 1.3), ("frames", 0, 0.0)])
-def test_samples_equal_the_pytorch_step_loop(features, n_labels, temperature):
+@pytest.mark.parametrize("features,n_labels,temperature,spread", [
+    ("frames", 3, 1.0, 1.0), ("keypoints", 0, 0.7, 1.0), ("both", 3, 1.3, 0.3), ("frames", 0, 0.0, 0.3),
+    ("keypoints", 3, 1.0, 0.0)])
+def test_samples_equal_the_pytorch_step_loop(features, n_labels, temperature, spread):
     model = build(features, n_labels)
     n_frames = 3 * model.config.context_frames + 5
     n = n_frames * model.config.hop
     _, cond, src = movement(model, n, batch=3, seed=1)
     u = np.stack([np.random.default_rng(seed).random(n) for seed in (10, 11, 12)])
-    codes, margins, ref_state = reference_samples(model, cond, temperature, u, src)
+    codes, margins, ref_state = reference_samples(model, cond, temperature, u, src, spread)
     gen = FastGenerator(model)
     state = gen.init_state(cond[:, 0])
-    fast = gen.generate(cond.numpy(), src, state, temperature, u)
+    fast = gen.generate(cond.numpy(), src, state, temperature, u, spread=spread)
     assert fast.dtype == np.uint8 and fast.shape == (3, n)
-    _assert_same_samples(gen, cond.numpy(), src, temperature, u, fast, codes, margins)
+    _assert_same_samples(gen, cond.numpy(), src, temperature, u, fast, codes, margins, spread)
     if (fast == codes).all():  # as with these seeds
         _assert_state_equal(state, ref_state, gen)
         np.testing.assert_array_equal(state.prev_codes, codes[:, -1])
@@ -231,7 +251,7 @@ def test_samples_equal_the_pytorch_step_loop_default_config():
     u = np.random.default_rng(5).random((1, n))
     codes, margins, _ = reference_samples(model, cond, 1.0, u, src)
     gen = FastGenerator(model)
-    fast = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 1.0, u)
+    fast = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 1.0, u, spread=1.0)
     _assert_same_samples(gen, cond.numpy(), src, 1.0, u, fast, codes, margins)
 
 
@@ -242,7 +262,32 @@ def test_temperature_zero_is_argmax():
     gen = FastGenerator(model)
     codes = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 0.0, np.random.default_rng(0).random((2, n)))
     logits = gen.teacher_forced_logits(codes, cond.numpy(), gen.init_state(cond[:, 0]), src)
-    np.testing.assert_array_equal(codes, logits.argmax(-1))
+    gated = src[..., loudness_channel(model.config)] < SILENT_AMPLITUDE  # the silence gate (test below)
+    assert 0 < gated.mean() < 1
+    np.testing.assert_array_equal(codes, np.where(gated, SILENCE, logits.argmax(-1)))
+
+
+@pytest.mark.parametrize("engine", ["fast", "torch"])
+def test_the_silence_gate_plays_silence_where_the_controls_are_silent(engine):
+    """Where the source's loudness channel is below a sine's amplitude at SILENT_DB, the code is silence whatever
+    the WaveNet would draw; elsewhere, and in a model without a source, nothing is gated."""
+    from movenet.generate import make_engine
+
+    model = build()
+    hop = model.config.hop
+    n = 8 * hop
+    _, cond, src = movement(model, n, batch=2)
+    channel = loudness_channel(model.config)
+    src[..., channel] = 0.5  # loud everywhere ...
+    src[0, 2 * hop: 5 * hop, channel] = 0.0  # ... but stream 0's frames 2-4, which the controls call silent
+    src[1, 2 * hop: 5 * hop, channel] = 1.01 * SILENT_AMPLITUDE  # stream 1 just above the gate there
+    runner = make_engine(model, engine)
+    u = np.random.default_rng(2).random((2, n))
+    codes = runner.generate(cond.numpy(), src, runner.init_state(cond[:, 0]), 1.0, u)
+    assert (codes[0, 2 * hop: 5 * hop] == SILENCE).all()
+    assert (codes[0, :2 * hop] != SILENCE).mean() > 0.5 and (codes[0, 5 * hop:] != SILENCE).mean() > 0.5
+    assert (codes[1, 2 * hop: 5 * hop] != SILENCE).mean() > 0.5
+    assert loudness_channel(build(controls=False).config) == -1
 
 
 # -- chunks, streams, memory ------------------------------------------------------------------------------------------

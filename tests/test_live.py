@@ -201,7 +201,8 @@ def test_a_hostile_client_is_closed_in_one_line_and_the_others_play_on(shipped, 
                         live.FRAME_HEADER.pack(live.KEYPOINTS_MAGIC, 1, 0.0) + b"\x00" * 12,
                         b"x" * (live.MAX_MESSAGE_BYTES + 1), "{not json", json.dumps({"type": "start",
                                                                                        "temperature": "hot"}),
-                        json.dumps({"type": "start", "style": "tango"}), json.dumps({"type": "shout"})]
+                        json.dumps({"type": "start", "style": "tango"}), json.dumps({"type": "shout"}),
+                        json.dumps({"type": "start", "spread": 2})]
             closed = [await hostile(http, url, p) for p in payloads]
             return await good, closed
 
@@ -211,7 +212,7 @@ def test_a_hostile_client_is_closed_in_one_line_and_the_others_play_on(shipped, 
     reasons = [line for line in lines if " closed: " in line]
     assert len(reasons) == len(closed) and all("\n" not in r and len(r) < 200 for r in reasons)
     for needle in ("bad magic", "damaged JPEG", "keypoints must be", "larger than 2 MB", "not JSON", "temperature", "unknown style",
-                   "unknown message"):
+                   "unknown message", "spread must be"):
         assert any(needle in r for r in reasons), (needle, reasons)
 
 

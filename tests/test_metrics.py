@@ -395,7 +395,7 @@ def test_noise_and_silence_score_below_the_true_soundtrack_on_every_headline_met
         # onset_f1_motion: the synthetic dancer does not pause on its beat (docs/evaluation.md, Caveats), so
         # its motion beats are no reference for its onsets; that key is for real videos.
         keys = [m for m in M.HEADLINE if m in true and m != "onset_f1_motion"]
-        assert len(keys) == (7 if reference is not None else 6)
+        assert len(keys) == (8 if reference is not None else 7)
         for name, wav in wavs.items():
             out = score(wav)
             json.dumps(out, allow_nan=False)
@@ -403,6 +403,27 @@ def test_noise_and_silence_score_below_the_true_soundtrack_on_every_headline_met
             assert all(worse.values()), (name, reference is None, {m: (out[m], true[m]) for m in keys})
         if reference is None:
             assert score(wavs["silence"])["onset_f1_motion"] == 0.0 < true["onset_f1_motion"]
+
+
+def test_harmonic_to_noise_reads_how_far_hiss_lies_under_the_tone(dancers):
+    """A clean tone reads far above any hiss; white noise added at a falling level raises the score step by step,
+    about dB for dB; a tone on the wrong note scores far lower, noise alone near 0 dB, silence 0."""
+    clip, side = dancers[0]
+    pitch, loud = np.asarray(side["pitch_hz"]), np.asarray(side["loudness"])
+    truth = clip.audio.astype(np.float64)
+
+    def score(wav):
+        return M.harmonic_to_noise_db(wav, SR, pitch, FPS, loud)
+
+    clean = score(truth)
+    assert clean > 50 and score(as_evaluate_reads_it(clip.audio)) > 30  # mu-law's own steps: about 40 dB
+    white = np.random.default_rng(0).standard_normal(truth.size) * np.sqrt(np.mean(truth ** 2))
+    hissy = [score(truth + white * 10 ** (-db / 20)) for db in (10, 20, 30)]
+    assert clean > hissy[2] > hissy[1] > hissy[0] > 0
+    assert 7 < hissy[1] - hissy[0] < 13 and 7 < hissy[2] - hissy[1] < 13
+    assert score(white) < 3 and score(np.zeros_like(truth)) == 0.0
+    assert score(truth) > 20 + M.harmonic_to_noise_db(truth, SR, pitch * 2 ** (1.5 / 12), FPS, loud)
+    assert np.isnan(M.harmonic_to_noise_db(truth, SR, np.zeros_like(pitch), FPS, loud))  # no note to hear
 
 
 def test_summarize_skips_undefined_values():

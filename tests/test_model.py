@@ -17,6 +17,18 @@ def tiny_config(**overrides) -> ModelConfig:
     return ModelConfig(**{**base, **overrides})
 
 
+def audible(model: MoveNet) -> MoveNet:
+    """An untrained model whose control head asks for sound (its loudness output raised to about -16 dBFS), so the
+    silence gate (movenet.controls.SILENT_AMPLITUDE) leaves its samples to the WaveNet: generation tests then
+    compare sound, not silence with silence."""
+    from movenet.controls import N_PITCH_CLASSES
+
+    if model.control_head is not None:
+        with torch.no_grad():
+            model.control_head.mlp[-1].bias[N_PITCH_CLASSES] += 0.8
+    return model
+
+
 def source(config: ModelConfig, n_samples: int, batch: int = 2, seed: int = 0) -> torch.Tensor | None:
     """A random source signal [B, n_samples, E] for a model with controls (None without)."""
     if not config.source_channels:

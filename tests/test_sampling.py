@@ -4,7 +4,8 @@ compiled (the same codes)."""
 import numpy as np
 import pytest
 
-from movenet.sampling import check_temperature, sample_inverse_cdf, sample_row
+from movenet import audio
+from movenet.sampling import check_spread, check_temperature, sample_inverse_cdf, sample_row
 
 
 def test_sampling_policy_follows_softmax_over_temperature():
@@ -35,15 +36,60 @@ def test_edge_cases_of_the_policy():
         sample_inverse_cdf(logits, -1.0, np.zeros(2))
 
 
+@pytest.mark.parametrize("spread", [1.0, 0.3, 0.0])
 @pytest.mark.parametrize("temperature", [0.0, 0.3, 1.0, 2.5])
-def test_compiled_sampler_equals_the_numpy_policy(temperature):
+def test_compiled_sampler_equals_the_numpy_policy(temperature, spread):
     rng = np.random.default_rng(1)
     logits = (rng.standard_normal((2000, 256)) * 3).astype(np.float32)
     u = rng.random(2000)
-    expected = sample_inverse_cdf(logits, temperature, u)
+    expected = sample_inverse_cdf(logits, temperature, u, spread)
     cdf, bits = np.empty(256), np.empty((2, 256), np.int64)
-    got = np.array([sample_row(logits[i], temperature, u[i], cdf, bits) for i in range(len(u))])
+    got = np.array([sample_row(logits[i], temperature, spread, u[i], cdf, bits) for i in range(len(u))])
     np.testing.assert_array_equal(got, expected)
+
+
+def _peaked(center: int, width: float, n: int) -> np.ndarray:
+    """n rows of logits for a bell of codes around `center` (a WaveNet's typical prediction of a loud sample)."""
+    codes = np.arange(256)
+    return np.repeat((-0.5 * ((codes - center) / width) ** 2)[None], n, 0).astype(np.float32)
+
+
+def test_spread_pulls_each_draw_toward_the_expected_sample():
+    n = 20000
+    logits = _peaked(200, 2.0, n)
+    u = np.random.default_rng(3).random(n)
+    amplitude = audio.mu_law_decode(np.arange(256)).astype(np.float64)
+    p = np.exp(logits[0].astype(np.float64))
+    mean = float((p * amplitude).sum() / p.sum())
+    plain = sample_inverse_cdf(logits, 1.0, u, 1.0)
+    assert (sample_inverse_cdf(logits, 1.0, u) == plain).all()  # spread 1 is the plain policy, the default
+    scatter = {}
+    for spread in (1.0, 0.5, 0.3, 0.0):
+        codes = sample_inverse_cdf(logits, 1.0, u, spread)
+        played = amplitude[codes]
+        scatter[spread] = float(np.sqrt(np.mean((played - mean) ** 2)))
+        if spread == 0.0:  # the expected sample alone: one code, the nearest to the mean
+            assert (codes == audio.mu_law_encode(np.array([mean]))[0]).all()
+        else:  # each draw moves toward the mean, never past it, and lands on a code nearest its pulled value
+            pulled = mean + spread * (amplitude[plain] - mean)
+            assert (codes == audio.mu_law_encode(pulled)).all()
+            assert np.all(np.abs(played - mean) <= np.abs(amplitude[plain] - mean) + 1e-12)
+    # the scatter shrinks about as the spread (within a code's quantization)
+    step = amplitude[201] - amplitude[200]
+    for spread in (0.5, 0.3):
+        assert abs(scatter[spread] - spread * scatter[1.0]) < 0.5 * step, scatter
+    assert scatter[0.0] < 0.5 * step < scatter[0.3] < scatter[0.5] < scatter[1.0]
+    # per stream, and temperature 0 stays argmax whatever the spread
+    mixed = sample_inverse_cdf(logits[:3], np.array([1.0, 1.0, 0.0]), u[:3], np.array([1.0, 0.0, 0.0]))
+    assert mixed.tolist() == [plain[0], audio.mu_law_encode(np.array([mean]))[0], 200]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_spread_must_lie_between_0_and_1(bad):
+    with pytest.raises(ValueError, match="spread"):
+        check_spread(bad)
+    with pytest.raises(ValueError, match="spread"):
+        sample_inverse_cdf(np.zeros((1, 256), np.float32), 1.0, np.zeros(1), bad)
 
 
 def test_uniforms_drawn_in_pieces_are_one_draw():

@@ -97,7 +97,8 @@ def test_a_frames_conditioning_is_the_same_bits_whole_in_chunks_and_newest_first
 def test_a_bad_frame_leaves_every_stream_as_it_was():
     loaded = loaded_model("keypoints")
     moves = dancers(loaded.model.config, 2, 6)
-    streams = Streams(loaded)
+    gen = FastGenerator(loaded.model)
+    streams = Streams(loaded, gen)
     streams.add(0, "a", 1.0, 5)
     streams.add(1, "b", 1.0, 6)
     played = {0: [], 1: []}
@@ -107,7 +108,6 @@ def test_a_bad_frame_leaves_every_stream_as_it_was():
                 streams.step({0: (None, moves[0].keypoints[t]), 1: (None, np.zeros((4, 3), np.float32))})
         for key, pcm in streams.step({k: (None, moves[k].keypoints[t]) for k in (0, 1)}).items():
             played[key].append(pcm)
-    gen = FastGenerator(loaded.model)
     for key, style, seed in ((0, "a", 5), (1, "b", 6)):
         np.testing.assert_array_equal(np.concatenate(played[key]), offline(loaded, moves[key], style, 1.0, seed, gen))
 

@@ -43,6 +43,8 @@ function onText(msg) {
     style.innerHTML = "";
     for (const name of msg.styles.length ? msg.styles : ["(one style)"]) style.add(new Option(name, name));
     if (msg.style) style.value = msg.style;  // --video: the style the file was made in
+    $("spread").value = msg.spread;  // the server's default
+    $("spread-value").textContent = Number(msg.spread).toFixed(2);
     style.disabled = !msg.styles.length;
     $("start").disabled = false;
   } else if (msg.type === "started") {
@@ -110,7 +112,8 @@ async function start() {
     return;
   }
   app.ws.send(JSON.stringify({type: "start", style: h.styles.length ? $("style").value : null,
-                              temperature: Number($("temperature").value), seed: 0}));
+                              temperature: Number($("temperature").value), spread: Number($("spread").value),
+                              seed: 0}));
   app.running = true;
   $("start").textContent = "Stop";
   $("start").disabled = false;
@@ -229,6 +232,10 @@ $("start").onclick = () => (app.running ? stop() : start());
 $("temperature").oninput = () => {
   $("temperature-value").textContent = Number($("temperature").value).toFixed(2);
   if (app.running) app.ws.send(JSON.stringify({type: "set", temperature: Number($("temperature").value)}));
+};
+$("spread").oninput = () => {
+  $("spread-value").textContent = Number($("spread").value).toFixed(2);
+  if (app.running) app.ws.send(JSON.stringify({type: "set", spread: Number($("spread").value)}));
 };
 $("style").onchange = () => {
   if (app.running && app.hello.styles.length) app.ws.send(JSON.stringify({type: "set", style: $("style").value}));

@@ -441,6 +441,19 @@ def beat_align_score(music_beats, motion_beats, sigma: float = BAS_SIGMA) -> flo
 # ----------------------------------------------------------------------------- ground truth
 
 
+def _sounding_frames(true_pitch_hz_per_frame, loudness, min_loudness: float) -> tuple[np.ndarray, np.ndarray]:
+    """The true pitch per video frame, float64 [T_v], and where the true tone sounds: pitch > 0 and, when loudness
+    [T_v] is given, loudness > min_loudness."""
+    true = np.asarray(true_pitch_hz_per_frame, dtype=np.float64).reshape(-1)
+    ref = true > 0
+    if loudness is not None:
+        loud = np.asarray(loudness, dtype=np.float64).reshape(-1)
+        if loud.shape != true.shape:
+            raise ValueError(f"loudness has {loud.size} frames, pitch has {true.size}")
+        ref &= loud > min_loudness
+    return true, ref
+
+
 def pitch_accuracy(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness=None, *,
                    min_loudness: float = MIN_LOUDNESS,
                    tolerance_cents: float = PITCH_TOLERANCE_CENTS) -> float:
@@ -468,13 +481,7 @@ def pitch_accuracy(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness=N
     """
     import librosa
 
-    true = np.asarray(true_pitch_hz_per_frame, dtype=np.float64).reshape(-1)
-    ref = true > 0
-    if loudness is not None:
-        loud = np.asarray(loudness, dtype=np.float64).reshape(-1)
-        if loud.shape != true.shape:
-            raise ValueError(f"loudness has {loud.size} frames, pitch has {true.size}")
-        ref &= loud > min_loudness
+    true, ref = _sounding_frames(true_pitch_hz_per_frame, loudness, min_loudness)
     if not ref.any():
         return math.nan
     hop = _frame_hop(sr, fps)
@@ -525,13 +532,7 @@ def harmonic_to_noise_db(wav, sr: int, true_pitch_hz_per_frame, fps: float, loud
     Returns:
         median dB; NaN when no window lies inside a held, audible note.
     """
-    true = np.asarray(true_pitch_hz_per_frame, dtype=np.float64).reshape(-1)
-    ref = true > 0
-    if loudness is not None:
-        loud = np.asarray(loudness, dtype=np.float64).reshape(-1)
-        if loud.shape != true.shape:
-            raise ValueError(f"loudness has {loud.size} frames, pitch has {true.size}")
-        ref &= loud > min_loudness
+    true, ref = _sounding_frames(true_pitch_hz_per_frame, loudness, min_loudness)
     hop = _frame_hop(sr, fps)
     n_fft = 2 ** int(round(math.log2(CLARITY_WINDOW_SECONDS * sr)))
     step = max(1, int(round(CLARITY_HOP_SECONDS * sr)))

@@ -74,7 +74,7 @@ def cmd_synth(args) -> None:
     check_output_dir(args.out_dir)
     counts = {}
     paths = synth.write_dataset(args.out_dir, n_clips=args.clips, seconds=args.seconds, seed=args.seed,
-                                progress=not args.quiet, force=args.force, counts=counts)
+                                progress=not args.quiet, force=args.force, counts=counts, timbres=args.timbres)
     written, kept = counts["written"], counts["kept"]
     print(f"wrote {written} clip{'s' * (written != 1)} to {args.out_dir}"
           + (f", kept {kept} already there ({len(paths)} in all)" if kept else ""))
@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=number(int, 1, 100_000), default=12, help="number of clips (spread over the styles)")
     p.add_argument("--seconds", type=number(float, 0, 3600, above=True), default=10.0, help="length of each clip")
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--timbres", action="store_true",
+                   help="give each clip a timbre of its own (a spectral tilt and a formant, the same dances): "
+                        "sound that varies in what the movement does not tell, for a style latent (train --latent)")
     p.add_argument("--force", action="store_true", help="replace clips made with other settings (another --seed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)

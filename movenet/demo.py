@@ -34,13 +34,14 @@ HELD_OUT_SEED = 1234  # training data uses seed 0: these dancers were never seen
 
 def train_demo_model(out: Path, minutes: float, clips: int = 96, seconds: float = 10.0, latent: int = 0) -> Path:
     """Synthesize, prepare and train with the shipped model's recipe (the defaults; with `latent`, a style latent of
-    that many dimensions) for `minutes`; returns model.pt."""
+    that many dimensions, on dancers whose clips each have a timbre of their own for it to carry) for `minutes`;
+    returns model.pt."""
     from movenet.data import DataConfig, prepare
     from movenet.train import TrainConfig, train
 
     data_dir, prepared_dir, run_dir = out / "train_dancers", out / "train_prepared", out / "run"
     print(f"training: synthesizing {clips} dancer clips of {seconds:g} s into {data_dir}")
-    synth.write_dataset(data_dir, n_clips=clips, seconds=seconds, seed=0)
+    synth.write_dataset(data_dir, n_clips=clips, seconds=seconds, seed=0, timbres=bool(latent))
     print(f"training: preparing them into {prepared_dir}")
     # keypoints of synthetic clips come from their sidecars
     print("   " + prepare(data_dir, prepared_dir, DataConfig(features="keypoints"), workers=2).summary())

@@ -20,6 +20,8 @@ Movement -> sound mapping:
     left hand height (relative to left shoulder)   -> brightness (harmonics)
     mean joint speed (motion energy)               -> loudness (still = silent)
     a foot landing on the floor                    -> percussive hit (kick+noise)
+    nothing in the movement (write_dataset(timbres=True)) -> the clip's own timbre:
+        a spectral tilt and a formant, from its seed alone
 
 Causality: controls at frame t use only joints[:t+1] (backward differences,
 running maxima); audio in [t*hop, (t+1)*hop) uses only controls[:t+1]
@@ -55,6 +57,14 @@ STYLE_SPECS = {
 }
 STYLES = tuple(STYLE_SPECS)
 
+# A clip's own timbre (`write_dataset(timbres=True)`, `movenet synth --timbres`): a spectral tilt and one formant,
+# drawn from the clip's seed apart from its dance, so the same kind of movement sounds in more than one way. Nothing
+# in the movement tells them: they are what a style latent (`train --latent`) has to find in the audio.
+TIMBRE_TILT = (-1.2, 1.2)            # harmonic k's gain times k ** -tilt (brighter below 0, darker above)
+TIMBRE_FORMANT_HZ = (500.0, 4000.0)  # a resonance's centre, log-uniform ...
+TIMBRE_FORMANT_GAIN = (0.0, 8.0)     # ... its peak boost (gain x (1 + this)) ...
+TIMBRE_FORMANT_OCTAVES = 0.5         # ... and its width (Gaussian sigma in octaves)
+
 TONE_GAIN = 0.9   # max tone amplitude (before the soft knee)
 HIT_GAIN = 0.45   # max hit amplitude (before the soft knee)
 KNEE, CEILING = 0.7, 0.9  # memoryless soft limiter: linear below KNEE, never reaches CEILING
@@ -75,6 +85,7 @@ class Clip:
     joints: np.ndarray
     style: str = ""
     seed: int = 0
+    timbre: dict | None = None  # draw_timbre's, or None: the style's own
     fps: int = 25
     sample_rate: int = 16000
     size: int = 128
@@ -334,8 +345,25 @@ def _hit_wave(sample_rate: int) -> np.ndarray:
     return w * np.minimum(1.0, (n - np.arange(n)) / (0.01 * sample_rate))  # fade tail, no click
 
 
-def render_audio(controls: dict, style: str, fps: int = 25, sample_rate: int = 16000) -> np.ndarray:
-    """Synthesize float32 audio [T * sample_rate // fps] from per-frame controls.
+def draw_timbre(rng: np.random.Generator) -> dict:
+    """A clip's own timbre (see TIMBRE_TILT): {"tilt", "formant_hz", "formant_gain"}, rounded as a sidecar keeps it."""
+    lo, hi = np.log(TIMBRE_FORMANT_HZ)
+    return {"tilt": round(float(rng.uniform(*TIMBRE_TILT)), 4),
+            "formant_hz": round(float(np.exp(rng.uniform(lo, hi))), 4),
+            "formant_gain": round(float(rng.uniform(*TIMBRE_FORMANT_GAIN)), 4)}
+
+
+def _timbre_gain(timbre: dict, k: int, freq: np.ndarray) -> np.ndarray:
+    """Harmonic k's gain under a timbre, at its frequency freq [n] (Hz)."""
+    octaves = np.log2(np.maximum(freq, 1.0) / timbre["formant_hz"])
+    formant = np.exp(-0.5 * (octaves / TIMBRE_FORMANT_OCTAVES) ** 2)
+    return k ** -timbre["tilt"] * (1.0 + timbre["formant_gain"] * formant)
+
+
+def render_audio(controls: dict, style: str, fps: int = 25, sample_rate: int = 16000,
+                 timbre: dict | None = None) -> np.ndarray:
+    """Synthesize float32 audio [T * sample_rate // fps] from per-frame controls, in the style's timbre shaped by
+    `timbre` (draw_timbre's; None: the style's own).
 
     Causal: samples of frame t depend only on controls of frames <= t.
     Peak |audio| < CEILING = 0.9 (soft knee above KNEE = 0.7; no hard clipping).
@@ -368,6 +396,9 @@ def render_audio(controls: dict, style: str, fps: int = 25, sample_rate: int = 1
         bb = 0.2 + 0.8 * b
         g = [bb ** ((k - 1) / 2) / k * (0.3 + 0.7 * np.exp(-age * (1 + 0.4 * (k - 1)) / 0.35)) for k in ks]
     g0 = [bb ** ((k - 1) / 2) / k for k in ks] if wave == "pluck" else g
+    if timbre is not None:
+        shape = [_timbre_gain(timbre, k, k * f) for k in ks]
+        g, g0 = [gk * sk for gk, sk in zip(g, shape)], [gk * sk for gk, sk in zip(g0, shape)]
     norm = np.sum(g0, axis=0)  # per-sample normalization: |tone| <= 1
     tone = np.zeros_like(f)
     for k, gk in zip(ks, g):
@@ -400,9 +431,9 @@ def _soft_limit(x: np.ndarray) -> np.ndarray:
 
 
 def generate_clip(seconds: float, seed: int, style: str, fps: int = 25, size: int = 128,
-                  sample_rate: int = 16000) -> Clip:
+                  sample_rate: int = 16000, timbre: dict | None = None) -> Clip:
     """Generate one clip (deterministic in seed; the dance depends on seed only, the
-    sound on dance + style). frames uint8 [T,size,size,3], audio float32 [T*hop]."""
+    sound on dance + style + timbre). frames uint8 [T,size,size,3], audio float32 [T*hop]."""
     if style not in STYLE_SPECS:
         raise ValueError(f"unknown style {style!r}; choose from {STYLES}")
     T = int(round(seconds * fps))
@@ -413,11 +444,11 @@ def generate_clip(seconds: float, seed: int, style: str, fps: int = 25, size: in
     joints = pose["joints"]
     frames = render_frames(joints, size, fg, bg, floor_y=pose["floor_y"])
     controls = controls_from_pose(joints, style, fps)
-    audio = render_audio(controls, style, fps, sample_rate)
+    audio = render_audio(controls, style, fps, sample_rate, timbre)
     controls["hit_times"] = np.flatnonzero(controls["hit"] > 0) / fps
     controls["beat_times"] = pose["beat_times"]
     return Clip(frames=frames, audio=audio, controls=controls, joints=joints, style=style,
-                seed=seed, fps=fps, sample_rate=sample_rate, size=size,
+                seed=seed, timbre=timbre, fps=fps, sample_rate=sample_rate, size=size,
                 tempo_bpm=pose["tempo_bpm"],
                 meta={"figure_rgb": fg.tolist(), "background_rgb": bg.tolist(),
                       "floor_y": pose["floor_y"], "activity": pose["activity"]})
@@ -431,7 +462,7 @@ def clip_sidecar(clip: Clip) -> dict:
     """JSON-ready description of a clip (floats rounded: 4 decimals, joints 0.01 px)."""
     c = clip.controls
     return {
-        "format_version": FORMAT_VERSION, "seed": int(clip.seed), "style": clip.style,
+        "format_version": FORMAT_VERSION, "seed": int(clip.seed), "style": clip.style, "timbre": clip.timbre,
         "fps": clip.fps, "sample_rate": clip.sample_rate, "size": clip.size,
         "hop": clip.sample_rate // clip.fps, "tempo_bpm": round(clip.tempo_bpm, 4),
         "n_frames": int(clip.frames.shape[0]), "n_samples": int(clip.audio.shape[0]),
@@ -452,10 +483,18 @@ def clip_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
+def clip_timbre(seed: int, index: int) -> dict:
+    """Clip `index`'s own timbre in a data set of `seed` with timbres: from a seed of its own, so its dance is the
+    one the clip has without a timbre."""
+    return draw_timbre(np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1])))
+
+
 def write_dataset(out_dir, n_clips: int, seconds: float, seed: int, styles=STYLES,
                   progress: bool = True, fps: int = 25, size: int = 128,
-                  sample_rate: int = 16000, force: bool = False, counts: dict | None = None) -> list[Path]:
-    """Write n_clips to out_dir/<style>/<style>_<i:04d>.mp4 (+ .json); return mp4 paths.
+                  sample_rate: int = 16000, force: bool = False, counts: dict | None = None,
+                  timbres: bool = False) -> list[Path]:
+    """Write n_clips to out_dir/<style>/<style>_<i:04d>.mp4 (+ .json); return mp4 paths. With `timbres`, each
+    clip also has a timbre of its own (clip_timbre; the same dances).
 
     Styles are assigned round-robin; clip i's content depends only on (seed, i),
     so the data set is deterministic and resumable: an existing clip made with the
@@ -472,23 +511,25 @@ def write_dataset(out_dir, n_clips: int, seconds: float, seed: int, styles=STYLE
     for i in range(n_clips):
         style = styles[i % len(styles)]
         mp4 = out_dir / style / f"{style}_{i:04d}.mp4"
+        timbre = clip_timbre(seed, i) if timbres else None
         made = _made_with(mp4, seed=clip_seed(seed, i), style=style, n_frames=int(round(seconds * fps)), fps=fps,
-                          size=size, sample_rate=sample_rate)
+                          size=size, sample_rate=sample_rate, timbre=timbre)
         if made is False and not force:
-            raise FileExistsError(f"{mp4}: a clip made with other settings (another --seed or --seconds) is "
-                                  f"there; write into another folder, or use --force to replace the clips")
-        plan.append((i, style, mp4, made is not True))
-    for i, style, mp4, write in tqdm(plan, desc="synth clips", unit="clip", disable=not progress):
+            raise FileExistsError(f"{mp4}: a clip made with other settings (another --seed, --seconds or "
+                                  f"--timbres) is there; write into another folder, or use --force to replace the "
+                                  f"clips")
+        plan.append((i, style, mp4, made is not True, timbre))
+    for i, style, mp4, write, timbre in tqdm(plan, desc="synth clips", unit="clip", disable=not progress):
         if not write:
             continue
         mp4.parent.mkdir(parents=True, exist_ok=True)
         clip = generate_clip(seconds, clip_seed(seed, i), style, fps=fps, size=size,
-                             sample_rate=sample_rate)
+                             sample_rate=sample_rate, timbre=timbre)
         write_video(mp4, clip.frames, fps, clip.audio, sample_rate)
         write_json(mp4.with_suffix(".json"), clip_sidecar(clip), indent=None)  # json last: it marks a complete clip
     if counts is not None:
-        counts.update(written=sum(w for *_, w in plan), kept=sum(not w for *_, w in plan))
-    return [mp4 for _, _, mp4, _ in plan]
+        counts.update(written=sum(w for *_, w, _ in plan), kept=sum(not w for *_, w, _ in plan))
+    return [mp4 for _, _, mp4, *_ in plan]
 
 
 def _read_sidecar(mp4: Path) -> dict | None:

@@ -177,3 +177,44 @@ def test_write_dataset(tmp_path, monkeypatch):
     # resumable: existing clips are skipped entirely
     monkeypatch.setattr(synth, "generate_clip", lambda *a, **k: pytest.fail("regenerated"))
     assert write_dataset(out, n_clips=4, seconds=2.0, seed=5, progress=False) == paths
+
+
+def test_a_clips_own_timbre_changes_its_sound_not_its_dance_or_notes():
+    """--timbres: the same dance in another timbre plays the same notes, as cleanly, at a level under the ceiling,
+    with a spectral envelope (mean MFCCs) moved a tenth of the way to another style's or more."""
+    from movenet import metrics
+
+    plain = generate_clip(6.0, 7, "square_minor")
+    timbres = [synth.draw_timbre(np.random.default_rng(s)) for s in (1, 2)]
+    shaped = [generate_clip(6.0, 7, "square_minor", timbre=t) for t in timbres]
+    other_style = generate_clip(6.0, 7, "sine_major")
+    side = synth.clip_sidecar(plain)
+    pitch, loud = np.asarray(side["pitch_hz"]), np.asarray(side["loudness"])
+    envelope = {name: metrics.timbre(c.audio, SR) for name, c in
+                (("plain", plain), ("a", shaped[0]), ("b", shaped[1]), ("other style", other_style))}
+    for clip, timbre in zip(shaped, timbres):
+        assert np.array_equal(clip.frames, plain.frames) and np.array_equal(clip.joints, plain.joints)
+        assert synth.clip_sidecar(clip)["pitch_hz"] == side["pitch_hz"] and clip.timbre == timbre
+        assert 0.3 < np.abs(clip.audio).max() < synth.CEILING
+        assert metrics.pitch_accuracy(clip.audio, SR, pitch, FPS, loud) > 0.8
+        assert metrics.harmonic_to_noise_db(clip.audio, SR, pitch, FPS, loud) > 50
+    scale = np.linalg.norm(envelope["other style"] - envelope["plain"])
+    for a, b in (("plain", "a"), ("plain", "b"), ("a", "b")):
+        assert np.linalg.norm(envelope[a] - envelope[b]) > 0.1 * scale, (a, b)
+    assert generate_clip(6.0, 7, "square_minor", timbre=None).audio.tobytes() == plain.audio.tobytes()
+
+
+def test_write_dataset_with_timbres_keeps_the_dances_and_records_each_timbre(tmp_path, monkeypatch):
+    plain = write_dataset(tmp_path / "plain", n_clips=3, seconds=1.0, seed=5, progress=False)
+    shaped = write_dataset(tmp_path / "shaped", n_clips=3, seconds=1.0, seed=5, progress=False, timbres=True)
+    seen = []
+    for p, s in zip(plain, shaped):
+        a, b = json.loads(p.with_suffix(".json").read_text()), json.loads(s.with_suffix(".json").read_text())
+        assert a["timbre"] is None and b["timbre"] == synth.clip_timbre(5, len(seen))
+        assert a["joints"] == b["joints"] and a["pitch_hz"] == b["pitch_hz"]
+        seen.append(tuple(b["timbre"].values()))
+    assert len(set(seen)) == 3
+    with pytest.raises(FileExistsError, match="--timbres"):  # the other settings' folder is not mixed into
+        write_dataset(tmp_path / "plain", n_clips=3, seconds=1.0, seed=5, progress=False, timbres=True)
+    monkeypatch.setattr(synth, "generate_clip", lambda *a, **k: pytest.fail("regenerated"))
+    assert write_dataset(tmp_path / "shaped", n_clips=3, seconds=1.0, seed=5, progress=False, timbres=True) == shaped

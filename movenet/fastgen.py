@@ -5,7 +5,8 @@ again: `generate` runs whole frames of audio for B independent streams, with eve
 (one ring per dilated layer, the layout of `model.State`) and constant work per sample. The semantics are those of
 `MoveNet.init_state` / `MoveNet.step` (and so of `MoveNet.teacher_forced`), up to float32 rounding and the tanh
 approximation in `movenet.kernels` (|error| < 3e-7): logits agree to ~1e-6 (tests/test_fastgen.py allow 1e-4).
-Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence gate (`movenet.controls.SILENT_AMPLITUDE`).
+Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence gate
+(`movenet.controls.SILENT_AMPLITUDE`, written out in the loop: numba cannot call `controls.gate_silence`).
 
 Speed, one core (`movenet bench`): one stream re-reads the ~2 MB of weights for every sample, so it is bound by
 cache bandwidth; B streams share each weight read, so batches approach the FMA units' limit. `movenet.generate`

@@ -108,8 +108,9 @@ def generate_chunks(engine: Engine, model: MoveNet, movements: Sequence[Movement
     Per chunk of `chunk_frames` frames: its conditioning rows and controls (`movement.condition`), the source the
     controls play (`controls.Excitation`, its state carried from chunk to chunk), one uniform per sample for each
     stream from np.random.default_rng(seeds[b]) (drawn in pieces, the same numbers as one draw), and
-    `engine.generate` (sampling at `temperature` and `spread`, movenet.sampling). Yields codes uint8 [B, chunk_frames * hop] (the last chunk may be shorter); concatenated,
-    they equal one `engine.generate` over the whole movement with the same seeds.
+    `engine.generate` (sampling at `temperature` and `spread`, movenet.sampling). Yields codes uint8 [B,
+    chunk_frames * hop] (the last chunk may be shorter); concatenated, they equal one `engine.generate` over the
+    whole movement with the same seeds.
     """
     for codes, _ in _generate(engine, model, movements, labels, seeds, temperature, chunk_frames, threads, latents,
                               spread):

@@ -532,6 +532,65 @@ def harmonic_to_noise_db(wav, sr: int, true_pitch_hz_per_frame, fps: float, loud
     Returns:
         median dB; NaN when no window lies inside a held, audible note.
     """
+    held = _held_note_spectra(wav, sr, true_pitch_hz_per_frame, fps, loudness, min_loudness)
+    if held is None:
+        return math.nan
+    spectra, freqs, f0 = held
+    band = freqs >= HIT_BAND_HZ[1]
+    harmonic = np.rint(freqs[None, :] / f0[:, None])  # the nearest multiple of the pitch
+    width = np.maximum(CLARITY_LOBE_BINS * sr / (2 * (freqs.size - 1)),
+                       harmonic * f0[:, None] * (2.0 ** (tolerance_cents / 1200.0) - 1.0))
+    on = (harmonic >= 1) & (np.abs(freqs[None, :] - harmonic * f0[:, None]) <= width) & band[None, :]
+    off = band[None, :] & ~on
+    tone = (spectra * on).sum(axis=1) + CLARITY_FLOOR
+    noise = (spectra * off).sum(axis=1) + CLARITY_FLOOR
+    return float(np.median(10.0 * np.log10(tone / noise)))
+
+
+PROFILE_HARMONICS = 8  # the sidecar's styles play up to 8 harmonics that matter; a formant moves their balance
+
+
+def harmonic_profile(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness=None, *,
+                     min_loudness: float = MIN_LOUDNESS,
+                     tolerance_cents: float = PITCH_TOLERANCE_CENTS) -> np.ndarray:
+    """A tone's timbre as the balance of its harmonics, float64 [PROFILE_HARMONICS]: harmonic k's share of the
+    energy of the first PROFILE_HARMONICS, in dB, the median over the windows of held, audible notes (those of
+    `harmonic_to_noise_db`); NaN for a harmonic above Nyquist in every window, all NaN without a held note.
+
+    What `timbre` (mean MFCCs) reads from the whole spectrum, this reads from the harmonics alone, so a hiss
+    floor between them, which moves the MFCCs as much as another instrument does, hardly enters: two sounds
+    compare by their tone's colour (`profile_distance`). Level, pitch and timing leave it unchanged."""
+    profile = np.full(PROFILE_HARMONICS, np.nan)
+    held = _held_note_spectra(wav, sr, true_pitch_hz_per_frame, fps, loudness, min_loudness)
+    if held is None:
+        return profile
+    spectra, freqs, f0 = held
+    k = np.arange(1, PROFILE_HARMONICS + 1, dtype=np.float64)
+    centre = f0[:, None] * k[None, :]  # [windows, harmonics]
+    width = np.maximum(CLARITY_LOBE_BINS * sr / (2 * (freqs.size - 1)),
+                       centre * (2.0 ** (tolerance_cents / 1200.0) - 1.0))
+    on = np.abs(freqs[None, None, :] - centre[:, :, None]) <= width[:, :, None]  # [windows, harmonics, bins]
+    energy = np.einsum("wkf,wf->wk", on, spectra)
+    energy[centre + width >= sr / 2] = np.nan  # a harmonic the rate cannot hold
+    share = energy / (np.nansum(energy, axis=1, keepdims=True) + CLARITY_FLOOR)
+    db = 10.0 * np.log10(share + 1e-6)  # -60 dB: a harmonic that is not there
+    playable = np.isfinite(db).any(axis=0)
+    profile[playable] = np.nanmedian(db[:, playable], axis=0)
+    return profile
+
+
+def profile_distance(a, b) -> float:
+    """Distance between two harmonic profiles, dB: the root-mean-square difference over the harmonics both hold
+    (NaN when they share none)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    return float(np.sqrt(np.mean((a[both] - b[both]) ** 2))) if both.any() else math.nan
+
+
+def _held_note_spectra(wav, sr: int, true_pitch_hz_per_frame, fps: float, loudness, min_loudness: float):
+    """The power spectra of the 64 ms Blackman-Harris windows (20 ms hops) that lie inside one held, audible note
+    of the reference: (spectra [windows, bins], bin frequencies [bins], each window's true pitch [windows]), or
+    None when no window does."""
     true, ref = _sounding_frames(true_pitch_hz_per_frame, loudness, min_loudness)
     hop = _frame_hop(sr, fps)
     n_fft = 2 ** int(round(math.log2(CLARITY_WINDOW_SECONDS * sr)))
@@ -545,22 +604,13 @@ def harmonic_to_noise_db(wav, sr: int, true_pitch_hz_per_frame, fps: float, loud
     covered = np.minimum(first[:, None] + span[None, :], last[:, None])  # every video frame a window spans
     held = ref[covered].all(axis=1) & (true[covered] == true[first][:, None]).all(axis=1)
     if not held.any():
-        return math.nan
+        return None
     from scipy.signal import get_window
 
     window = get_window("blackmanharris", n_fft)
     starts, f0 = starts[held], true[first[held]]
     spectra = np.abs(np.fft.rfft(y[starts[:, None] + np.arange(n_fft)] * window, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    band = freqs >= HIT_BAND_HZ[1]
-    harmonic = np.rint(freqs[None, :] / f0[:, None])  # the nearest multiple of the pitch
-    width = np.maximum(CLARITY_LOBE_BINS * sr / n_fft,
-                       harmonic * f0[:, None] * (2.0 ** (tolerance_cents / 1200.0) - 1.0))
-    on = (harmonic >= 1) & (np.abs(freqs[None, :] - harmonic * f0[:, None]) <= width) & band[None, :]
-    off = band[None, :] & ~on
-    tone = (spectra * on).sum(axis=1) + CLARITY_FLOOR
-    noise = (spectra * off).sum(axis=1) + CLARITY_FLOOR
-    return float(np.median(10.0 * np.log10(tone / noise)))
+    return spectra, np.fft.rfftfreq(n_fft, 1.0 / sr), f0
 
 
 class PRF(NamedTuple):

@@ -426,6 +426,33 @@ def test_harmonic_to_noise_reads_how_far_hiss_lies_under_the_tone(dancers):
     assert np.isnan(M.harmonic_to_noise_db(truth, SR, np.zeros_like(pitch), FPS, loud))  # no note to hear
 
 
+def test_the_harmonic_profile_reads_the_balance_of_the_harmonics_whatever_the_level_and_hiss():
+    """Two held notes with harmonic gains 1, 1/2, 1/4, ...: each harmonic's share of the energy in dB, as the gains
+    say; the same at a tenth of the level and nearly so under hiss 30 dB down, far from a tone whose gains fall
+    otherwise; harmonics above Nyquist are NaN, and no held note gives no profile."""
+    n_frames = 100
+    pitch = np.where(np.arange(n_frames) < 50, 300.0, 450.0)
+
+    def tone(gains, pitch=pitch):
+        phase = 2 * np.pi * np.cumsum(np.repeat(pitch, SR // FPS)) / SR
+        return 0.3 * sum(g * np.sin((k + 1) * phase) for k, g in enumerate(gains) if (k + 1) * pitch.max() < SR / 2)
+
+    gains = 0.5 ** np.arange(M.PROFILE_HARMONICS)
+    clean = tone(gains)
+    profile = M.harmonic_profile(clean, SR, pitch, FPS)
+    np.testing.assert_allclose(profile, 10 * np.log10(gains ** 2 / np.sum(gains ** 2)), atol=0.5)
+    np.testing.assert_allclose(M.harmonic_profile(0.1 * clean, SR, pitch, FPS), profile, atol=0.05)
+    white = np.random.default_rng(0).standard_normal(clean.size) * np.sqrt(np.mean(clean ** 2)) * 10 ** (-30 / 20)
+    hissy = M.harmonic_profile(clean + white, SR, pitch, FPS)
+    other = M.harmonic_profile(tone(np.arange(1, M.PROFILE_HARMONICS + 1) ** -0.5), SR, pitch, FPS)
+    assert M.profile_distance(hissy, profile) < 0.2 * M.profile_distance(other, profile)
+    high = np.full(n_frames, 1500.0)  # from the 6th harmonic on, above 8 kHz
+    high = M.harmonic_profile(tone(gains, high), SR, high, FPS)
+    assert np.isnan(high[5:]).all() and np.isfinite(high[:5]).all()
+    assert np.isnan(M.harmonic_profile(clean, SR, np.zeros(n_frames), FPS)).all()
+    assert np.isnan(M.profile_distance(np.full(3, np.nan), profile[:3]))
+
+
 def test_summarize_skips_undefined_values():
     rows = [{"condition": "model", "bas": 0.2, "n_motion_beats": 3},
             {"condition": "model", "bas": 0.4, "n_motion_beats": 5},

@@ -3,8 +3,8 @@ repository, and show how well it follows them.
 
     synth (held-out seed) -> generate (compiled engine) -> demo_out/<clip>.mp4, .wav, .png
 
-With a model that has a style latent (`--train --latent 4`, or `--model` one), the first dancer is also played with
-three draws of the latent: demo_out/styles/.
+The first dancer is also played with three draws of a style latent (demo_out/styles/): by the shipped style model
+(movenet/assets/style.pt), or by the model itself when it has a latent (`--train --latent 4`, or `--model` one).
 
 `movenet demo --train` first trains a model from scratch within a time budget, the way the shipped one was made
 (the model and training settings are the defaults of ModelConfig and TrainConfig):
@@ -28,6 +28,7 @@ from movenet.sampling import DEFAULT_SPREAD
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = ASSETS / "demo.pt"
+SHIPPED_STYLE = ASSETS / "style.pt"  # the shipped model fine-tuned with a style latent (README, The style latent)
 STYLE_VARIATIONS = (0, 1, 2)
 HELD_OUT_SEED = 1234  # training data uses seed 0: these dancers were never seen
 
@@ -92,8 +93,9 @@ def run_demo(out: str | Path = "demo_out", n_clips: int = 3, seconds: float = 6.
                      f"hit F1 {got['hit_f1']:.2f} ({own['hit_f1']:.2f}), loudness following "
                      f"{got['loudness_following']:.2f}, tone over hiss {clarity}")
     print("\n".join(lines))
-    if loaded.model.config.latent and sources:
-        print("\n".join(play_styles(model_path, sources[0], out / "styles", seconds, temperature, seed, spread)))
+    style_model = model_path if loaded.model.config.latent else SHIPPED_STYLE if model_path == SHIPPED else None
+    if style_model is not None and sources:
+        print("\n".join(play_styles(style_model, sources[0], out / "styles", seconds, temperature, seed, spread)))
     print(f"done: {out}/ holds, per clip, the video with its generated soundtrack (.mp4), the audio (.wav), the score "
           f"(.mid) and a picture of it beside the ground truth (.png), e.g.\n   {written[0]}\n   "
           f"{written[0].with_suffix('.png')}")

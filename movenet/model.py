@@ -235,6 +235,25 @@ class MoveNet(nn.Module):
         head = self.control_head(features, labels) if self.control_head is not None else None
         return cond, head
 
+    def with_latent(self, latent: int) -> "MoveNet":
+        """A copy of this model (one without a style latent) with a `latent`-dimensional one added, to fine-tune:
+        every weight carried over, and the label embedding's mean as the latent projection's bias, with a zero
+        weight. It starts by playing the average of its styles (what any z then plays), and training teaches z to
+        say which sound; starting from a model that already follows the dancer, the decoder has learned what z
+        cannot tell it, and z's only job is what is left: the sound."""
+        c = self.config
+        if c.latent or latent < 1:
+            raise ValueError(f"with_latent adds a latent to a model without one (this one has {c.latent}); "
+                             f"asked for {latent}")
+        grown = MoveNet(ModelConfig.from_dict({**c.to_dict(), "latent": latent}))
+        kept = {k: v for k, v in self.state_dict().items() if not k.startswith("label_embed.")}
+        missing = grown.load_state_dict(kept, strict=False).missing_keys
+        assert all(k.startswith(("style_encoder.", "latent_proj.", "style_centroids")) for k in missing), missing
+        with torch.no_grad():
+            grown.latent_proj.weight.zero_()
+            grown.latent_proj.bias.copy_(self.label_embed.weight.mean(0) if self.label_embed is not None else 0.0)
+        return grown
+
     def centroids(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         """The style latent each of a batch plays when given none: its style's centroid, [batch, latent]."""
         rows = labels if self.config.n_labels else torch.zeros(batch, dtype=torch.long)

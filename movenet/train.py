@@ -271,7 +271,8 @@ def _check_training_checkpoint(path: Path) -> None:
 def _starting_weights(path: str, data_dir: Path, data, manifest: dict, model_overrides: dict):
     """The model a fine-tuning run starts from (checkpoint.Loaded), or None for a run from scratch. Raises
     CheckpointError / ValueError in one line when it cannot train on this set (other rates or features) or when
-    model flags differ from its settings. A set's styles the model lacks train as its first style (said)."""
+    model flags differ from its settings; `latent` may add a style latent to a model without one
+    (MoveNet.with_latent). A set's styles the model lacks train as its first style (said)."""
     if not path:
         return None
     start = checkpoint.load(path)
@@ -281,9 +282,15 @@ def _starting_weights(path: str, data_dir: Path, data, manifest: dict, model_ove
     if start.model.config.n_labels and unknown:
         print(f"{where}: the model has no style {', '.join(unknown)}; those clips train as its style "
               f"{start.labels[0]}")
+    added = model_overrides.get("latent", 0)
+    if added and not start.model.config.latent:  # the one setting a fine-tuning run may add: a style latent
+        model_overrides = {k: v for k, v in model_overrides.items() if k != "latent"}
     conflicts = _conflicts(start.model.config.to_dict(), model_overrides, "the model's")
     if conflicts:
         raise ValueError(f"{path}: a fine-tuning run keeps the model's settings ({conflicts}): drop those flags")
+    if added and not start.model.config.latent:
+        print(f"{path}: adding a style latent of {added} dimensions (it starts as the average of the model's styles)")
+        start = dataclasses.replace(start, model=start.model.with_latent(added))
     return start
 
 

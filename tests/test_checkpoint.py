@@ -1,11 +1,13 @@
-"""model.pt: round trip, weights-only loading, clear one-line errors, and the checkpoint shipped for the demo."""
+"""model.pt: round trip, weights-only loading, clear one-line errors, and the checkpoints shipped for the demo."""
+
+import dataclasses
 
 import pytest
 import torch
 
 from movenet import checkpoint
 from movenet.data import DataConfig
-from movenet.demo import SHIPPED
+from movenet.demo import SHIPPED, SHIPPED_STYLE
 from movenet.inputs import InputConfig
 from movenet.model import ModelConfig, MoveNet
 from tests.test_model import tiny_config
@@ -62,3 +64,13 @@ def test_the_shipped_demo_checkpoint():
     assert loaded.metrics["val_bits"] < 4.0  # trained: far below the 8 bits of a uniform guess
     assert config.controls and config.motion and loaded.metrics["controls"]["note_accuracy"] > 0.8  # reads the score
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_shipped_style_checkpoint_is_the_demo_model_with_a_latent_that_tells_the_styles_apart():
+    assert SHIPPED_STYLE.stat().st_size < 8_000_000
+    styled, base = checkpoint.load(SHIPPED_STYLE), checkpoint.load(SHIPPED)
+    assert styled.model.config == dataclasses.replace(base.model.config, latent=4) and styled.labels == base.labels
+    assert styled.metrics["style"]["kl_nats_per_clip"]["min"] > 0.1  # every clip's z tells something: no collapse
+    centroids = styled.model.style_centroids
+    gaps = torch.cdist(centroids, centroids)
+    assert gaps.max() > 0.5  # at least one style's clips sit apart from another's, in a prior of unit spread

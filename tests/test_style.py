@@ -64,6 +64,28 @@ def test_an_old_checkpoint_config_has_no_latent_and_no_kick():
     assert not hasattr(MoveNet(config), "style_encoder")
 
 
+def test_a_latent_added_to_a_trained_model_starts_as_the_average_of_its_styles():
+    """MoveNet.with_latent (fine-tuning a model into one with a style latent): every weight carried over, and
+    whatever z is, the conditioning is the mean of what the model's three labels gave."""
+    torch.manual_seed(0)
+    base = MoveNet(tiny_config(features="keypoints")).eval()
+    grown = base.with_latent(2).eval()
+    assert grown.config.latent == 2 and grown.label_embed is None and base.config.latent == 0
+    kept = grown.state_dict()
+    for name, weight in base.state_dict().items():
+        if not name.startswith("label_embed."):
+            assert torch.equal(weight, kept[name]), name
+    keypoints = torch.rand(1, 9, base.config.n_joints, 3)
+    with torch.no_grad():
+        by_label = [base.encode(keypoints=keypoints, labels=torch.tensor([k])) for k in range(3)]
+        for z in (torch.zeros(1, 2), torch.tensor([[2.0, -1.5]])):
+            cond, head = grown.encode(keypoints=keypoints, labels=torch.tensor([1]), latent=z)
+            torch.testing.assert_close(cond, sum(c for c, _ in by_label) / 3, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(head, by_label[1][1])  # the head still hears the label, not z
+    with pytest.raises(ValueError, match="without one"):
+        grown.with_latent(2)
+
+
 def test_training_sets_the_centroids_and_reports_the_kl_of_each_clip(latent_model):
     loaded = checkpoint.load(latent_model)
     assert loaded.model.config.latent == 3 and loaded.model.label_embed is None  # the WaveNet hears z, not the label
@@ -171,3 +193,14 @@ def test_the_demo_plays_a_latent_models_dancer_with_three_draws(latent_model, da
     wavs = sorted((tmp_path / "styles").glob("*.wav"))
     assert len(wavs) == len(demo.STYLE_VARIATIONS) and (tmp_path / "styles" / f"{clip.stem}_styles.png").exists()
     assert len({w.read_bytes() for w in wavs}) == len(wavs) and "draws" in lines[0]
+
+
+def test_the_demo_plays_its_first_dancer_with_the_shipped_style_model(tmp_path, cli_run):
+    """`make demo` with the shipped model: the first dancer also played by movenet/assets/style.pt with three draws
+    of its latent, three WAVs that differ and their picture."""
+    code, out, err = cli_run("demo", "--clips", 1, "--seconds", 1, "--out", tmp_path / "demo")
+    assert code == 0, err
+    wavs = sorted((tmp_path / "demo" / "styles").glob("*_variation_*.wav"))
+    assert len(wavs) == 3 and len(list((tmp_path / "demo" / "styles").glob("*_styles.png"))) == 1
+    pcm = [read_wav(w) for w in wavs]
+    assert all(p.size == 16000 for p in pcm) and not np.array_equal(pcm[0], pcm[1]) and "style.pt" in out

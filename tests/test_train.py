@@ -85,7 +85,8 @@ def test_resume_continues_exactly_where_it_stopped(prepared, tmp_path, monkeypat
 
 def test_a_run_can_start_from_a_models_weights_and_keeps_its_settings(prepared, tmp_path):
     """--init-from: a fine-tuning run starts where the model is (so a vanishing learning rate leaves it there), takes
-    its settings, skips the head's own stage, and refuses flags that would change the model."""
+    its settings, skips the head's own stage, and refuses flags that would change the model, except a style latent
+    added."""
     base = checkpoint.load(train(prepared, tmp_path / "base", dict(TINY), quick(max_steps=2), progress=False))
     tuned = checkpoint.load(train(prepared, tmp_path / "tuned", None,
                                   quick(max_steps=2, lr=1e-12, init_from=str(tmp_path / "base" / "model.pt")),
@@ -100,6 +101,18 @@ def test_a_run_can_start_from_a_models_weights_and_keeps_its_settings(prepared, 
     assert differs  # the check above can fail: a run from scratch (and its head's stage) lands elsewhere
     with pytest.raises(ValueError, match="residual-channels 32"):
         train(prepared, tmp_path / "wider", {"residual_channels": 32},
+              quick(init_from=str(tmp_path / "base" / "model.pt")), progress=False)
+    # the one setting that may be added: a style latent (MoveNet.with_latent), the rest of the model kept
+    styled = checkpoint.load(train(prepared, tmp_path / "styled", {"latent": 2},
+                                   quick(max_steps=2, lr=1e-12, init_from=str(tmp_path / "base" / "model.pt"),
+                                         reference_seconds=1.0), progress=False))
+    assert styled.model.config.latent == 2 and styled.labels == base.labels
+    for name, weight in base.model.state_dict().items():
+        if not name.startswith("label_embed."):
+            assert torch.allclose(weight.float(), styled.model.state_dict()[name].float(), atol=1e-6), name
+    assert "kl_nats_per_clip" in styled.metrics["style"]
+    with pytest.raises(ValueError, match="residual-channels 32"):
+        train(prepared, tmp_path / "styled2", {"latent": 2, "residual_channels": 32},
               quick(init_from=str(tmp_path / "base" / "model.pt")), progress=False)
 
 

@@ -80,7 +80,8 @@ class Client:
         return bool(done) and len(self.audio) >= done[0]["played"]
 
 
-async def play(http, url, jpegs, n_frames, seed=0, style=None, fps=25):
+async def play(http, url, jpegs, n_frames, seed=0, style=None, fps=25, keypoints=None):
+    """A client playing n_frames at fps: the JPEGs (cycled), or keypoints [n_frames, 15, 3] the client found itself."""
     ws = await http.ws_connect(url + "ws")
     client = Client(ws)
     await client.read(lambda c: any(t["type"] == "hello" for t in c.texts))
@@ -91,7 +92,10 @@ async def play(http, url, jpegs, n_frames, seed=0, style=None, fps=25):
     start = loop.time()
     for i in range(n_frames):
         await asyncio.sleep(max(0.0, start + i / fps - loop.time()))
-        if jpegs is not None:
+        if keypoints is not None:
+            await ws.send_bytes(live.FRAME_HEADER.pack(live.KEYPOINTS_MAGIC, i, loop.time() * 1000)
+                                + keypoints[i].astype("<f4").tobytes())
+        elif jpegs is not None:
             await ws.send_bytes(live.FRAME_HEADER.pack(live.FRAME_MAGIC, i, loop.time() * 1000) + jpegs[i % len(jpegs)])
     # the last frames' ticks: a frame plays at its due time, up to a period past its pose time's median on a busy host
     deadline = loop.time() + 2.0
@@ -216,9 +220,15 @@ def test_a_hostile_client_is_closed_in_one_line_and_the_others_play_on(shipped, 
         assert any(needle in r for r in reasons), (needle, reasons)
 
 
-def test_clients_share_each_tick_and_each_plays_its_own_stream(shipped, walker_jpegs):
+def test_clients_share_each_tick_and_each_plays_its_own_stream(shipped, dancer_clip):
+    """Three clients in one batched step, each with its own seed. They send a synthetic dancer's keypoints, which
+    sound from the first frame: a camera's walker can play silence through the frames compared (MediaPipe finds him
+    late on a busy host, and the silence gate plays the same silence for every seed)."""
     from aiohttp import ClientSession
 
+    from movenet import pose
+
+    keypoints = pose.keypoints_from_sidecar(pose.read_sidecar(dancer_clip), 50, 25)
     server = live.LiveServer(shipped, log=lambda line: None)
     batches = []
     tick = server.tick
@@ -226,15 +236,15 @@ def test_clients_share_each_tick_and_each_plays_its_own_stream(shipped, walker_j
 
     async def body(url):
         async with ClientSession() as http:
-            return await asyncio.gather(*(play(http, url, walker_jpegs, 40, seed=s) for s in (1, 2, 3)))
+            return await asyncio.gather(*(play(http, url, None, 40, seed=s, keypoints=keypoints) for s in (1, 2, 3)))
 
     clients = asyncio.run(serving(server, body))
     assert max(batches) == 3  # one batched step for all three
     n = 30 * 640
     pcms = [c.pcm(shipped.model.config.hop)[:n] for c in clients]
-    for a, b in ((0, 1), (1, 2)):  # their own seeds, heard where either sounds: where the controls say silence
-        sounding = (np.abs(pcms[a]) > 1e-3) | (np.abs(pcms[b]) > 1e-3)  # the silence gate plays it for any seed
-        assert sounding.sum() > 640 and not np.array_equal(pcms[a][sounding], pcms[b][sounding])
+    for a, b in ((0, 1), (1, 2)):  # their own seeds, heard where either sounds
+        sounding = (np.abs(pcms[a]) > 1e-3) | (np.abs(pcms[b]) > 1e-3)
+        assert sounding.sum() > 10 * 640 and not np.array_equal(pcms[a][sounding], pcms[b][sounding])
 
 
 def test_another_host_than_this_machine_warns(tmp_path):

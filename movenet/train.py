@@ -282,13 +282,13 @@ def _starting_weights(path: str, data_dir: Path, data, manifest: dict, model_ove
     if start.model.config.n_labels and unknown:
         print(f"{where}: the model has no style {', '.join(unknown)}; those clips train as its style "
               f"{start.labels[0]}")
-    added = model_overrides.get("latent", 0)
-    if added and not start.model.config.latent:  # the one setting a fine-tuning run may add: a style latent
+    added = 0 if start.model.config.latent else model_overrides.get("latent", 0)
+    if added:  # the one setting a fine-tuning run may add: a style latent
         model_overrides = {k: v for k, v in model_overrides.items() if k != "latent"}
     conflicts = _conflicts(start.model.config.to_dict(), model_overrides, "the model's")
     if conflicts:
         raise ValueError(f"{path}: a fine-tuning run keeps the model's settings ({conflicts}): drop those flags")
-    if added and not start.model.config.latent:
+    if added:
         print(f"{path}: adding a style latent of {added} dimensions (it starts as the average of the model's styles)")
         start = dataclasses.replace(start, model=start.model.with_latent(added))
     return start

@@ -35,48 +35,51 @@ from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
 @numba.njit(cache=True, error_model="numpy")
 def _scratch(params, B):
     """Per-call work arrays for B streams (nothing here grows with the number of samples)."""
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
-    L, G = wd.shape[0], wd.shape[2]
+    in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
+    L, G = bd.shape
     C, S, Q = in_bias.shape[0], bs.shape[0], b2.shape[0]
-    KC = shape[0] * C + shape[1]  # the dilated convolution's inputs (wd's rows, or twice its rows of pairs)
     xs = np.empty((B, C + S), np.float32)  # [residual x | skip sum] of each stream
-    taps = np.empty((B, KC), np.float32)  # the dilated convolution's inputs, oldest first
-    h = np.empty((B, G), np.float32)
+    h = np.empty((L, B, G), np.float32)  # each layer's dilated convolution, summed into (h[l] is contiguous)
     z = np.empty((B, G // 2), np.float32)
-    hc = np.empty((B, L, G), np.float32)  # this frame's conditioning plus the dilated convolutions' biases
+    hc = np.empty((L, B, G), np.float32)  # this frame's conditioning plus the dilated convolutions' biases
     a = np.empty((B, S), np.float32)
     h1 = np.empty((B, S), np.float32)
     logits = np.empty((B, Q), np.float32)
-    cdf = np.empty(Q, np.float64)
+    cdf = np.empty((2, Q), np.float64)  # the sampler's scratch
     bits = np.empty((2, Q), np.int64)
     # each product's inputs rounded to pairs of bfloat16 for weights in pairs (kernels.matmul; unused otherwise)
-    pairs = np.zeros((B, max(wd.shape[1], wrs.shape[1], w1.shape[0], w2.shape[0])), np.uint32)
-    return xs, taps, h, z, hc, a, h1, logits, cdf, bits, pairs
+    pairs = np.zeros((B, max(C, shape[1], wrs.shape[1], w1.shape[0], w2.shape[0])), np.uint32)
+    return xs, h, z, hc, a, h1, logits, cdf, bits, pairs
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _set_frame(params, cond_row, hc):
-    """hc[b, l] = cond_row[b, l*G:(l+1)*G] + b_d[l]: once per frame, so per sample a layer just starts from it."""
-    bd = params[3]
-    B, L, G = hc.shape
-    for b in range(B):
-        for l in range(L):
+    """hc[l, b] = cond_row[b, l*G:(l+1)*G] + b_d[l]: once per frame, so per sample a layer just starts from it."""
+    bd = params[5]
+    L, B, G = hc.shape
+    for l in range(L):
+        for b in range(B):
             for g in range(G):
-                hc[b, l, g] = cond_row[b, l * G + g] + bd[l, g]
+                hc[l, b, g] = cond_row[b, l * G + g] + bd[l, g]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", _nrt=False)  # no reference counts: see _generate
 def _forward(t, params, prev, source, input_codes, buffers, work):
     """Logits of every stream for target t into work's `logits` [B, Q]; pushes this step's inputs into the rings.
 
     prev int64 [B]: the input for target t (the code before it); source float32 [B, E]: the source at target t
     (E = 0 without controls); input_codes int64 [B, input_kernel - 1] and buffers [B, H, C] are the rings of
     FastState, updated in place exactly as MoveNet.step updates State.
+
+    Each dilated convolution sums its inputs in three products, in this order: the past taps (oldest first), the
+    source, then this sample's input. The first two do not depend on this sample's earlier layers, so layer l + 1's
+    are issued before layer l's own chain (input, gate, residual), whose latency they fill: one stream's products
+    are chains of dependent multiply-adds, and the layers' chains are what bound it.
     """
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
-    xs, taps, h, z, hc, a, h1, logits, cdf, bits, pairs = work
+    in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
+    xs, h, z, hc, a, h1, logits, cdf, bits, pairs = work
     B = prev.shape[0]
-    L, G = wd.shape[0], wd.shape[2]
+    L = bd.shape[0]
     C, S = in_bias.shape[0], bs.shape[0]
     k, E = shape[0], shape[1]
     n_in = input_codes.shape[1]
@@ -95,31 +98,20 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
             input_codes[b, t % n_in] = code
         for c in range(S):
             xs[b, C + c] = bs[c]
+    _copy(hc, h)
+    _independent_part(0, t, params, source, buffers, h, pairs)
     for l in range(L):
-        d = dilations[l]
-        n = (k - 1) * d
-        off = offsets[l]
-        for b in range(B):
-            for j in range(k - 1):  # past taps, oldest first, read before this step overwrites the oldest slot
-                slot = off + (t - (k - 1 - j) * d) % n
-                for c in range(C):
-                    taps[b, j * C + c] = buffers[b, slot, c]
-            for c in range(C):
-                taps[b, (k - 1) * C + c] = xs[b, c]
-            for e in range(E):  # the source at this sample: the last inputs of the same product
-                taps[b, k * C + e] = source[b, e]
-            if n:
-                slot = off + t % n
+        if l + 1 < L:
+            _independent_part(l + 1, t, params, source, buffers, h, pairs)
+        n = (k - 1) * dilations[l]
+        if n:  # this sample's input enters the ring after the past taps were read (its slot was the oldest's)
+            slot = offsets[l] + t % n
+            for b in range(B):
                 for c in range(C):
                     buffers[b, slot, c] = xs[b, c]
-                # the oldest tap of the next step: a row last touched n steps ago, likely out of L1/L2 by now
-                row = (b * buffers.shape[1] + off + (t + 1) % n) * C
-                for c in range(0, C, 16):
-                    prefetch(buffers, row + c)
-            for g in range(G):
-                h[b, g] = hc[b, l, g]
-        matmul(h, taps, wd[l], pairs)
-        gate(h, z)
+        hl = h[l]
+        matmul(hl, xs[:, :C], wd_input[l], pairs)
+        gate(hl, z)
         if l < L - 1:
             matmul(xs, z, wrs[l], pairs)  # x += W_r z, skip += W_s z in one product
             for b in range(B):
@@ -141,6 +133,35 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     matmul(logits, h1, w2, pairs)
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _copy(a, b):
+    """b[...] = a for float32 arrays of one shape, C-contiguous (numba's slice assignment may allocate)."""
+    fa, fb = a.reshape(a.size), b.reshape(b.size)
+    for i in range(fa.shape[0]):
+        fb[i] = fa[i]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _independent_part(l, t, params, source, buffers, h, pairs):
+    """h[l] += layer l's past taps and the source times their weights (what does not wait for layer l - 1)."""
+    wd_past, wd_source, dilations, offsets, shape = params[2], params[3], params[13], params[14], params[15]
+    k, E = shape[0], shape[1]
+    C = buffers.shape[2]
+    d = dilations[l]
+    n = (k - 1) * d
+    hl = h[l]
+    for j in range(k - 1):  # oldest first
+        slot = offsets[l] + (t - (k - 1 - j) * d) % n
+        matmul(hl, buffers[:, slot], wd_past[l, j * C: (j + 1) * C], pairs)
+    if E:
+        matmul(hl, source, wd_source[l], pairs)
+    if n:  # the oldest tap of the next step: a row last touched n steps ago, likely out of L1/L2 by now
+        row = offsets[l] + (t + 1) % n
+        for b in range(buffers.shape[0]):
+            for c in range(0, C, 16):
+                prefetch(buffers, (b * buffers.shape[1] + row) * C + c)
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _generate(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out):
     """Sample u.shape[1] targets from t0 for every stream into out uint8 [B, n]; cond [B, n_rows, L*G] starts at
@@ -149,12 +170,12 @@ def _generate(params, cond, source, t0, hop, temperature, spread, gate, u, prev,
     prev/input_codes/buffers as the state at t0 + n. Holds no GIL: a live server's other threads run meanwhile."""
     B, n = u.shape
     work = _scratch(params, B)
-    logits, cdf, bits = work[7], work[8], work[9]
+    logits, cdf, bits = work[6], work[7], work[8]
     first_frame = t0 // hop
     for i in range(n):
         t = t0 + i
         if i == 0 or t % hop == 0:
-            _set_frame(params, cond[:, t // hop - first_frame], work[4])
+            _set_frame(params, cond[:, t // hop - first_frame], work[3])
         _forward(t, params, prev, source[:, i], input_codes, buffers, work)
         for b in range(B):
             code = sample_row(logits[b], temperature[b], spread[b], u[b, i], cdf, bits)
@@ -179,12 +200,12 @@ def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buf
     """Logits for targets t0 .. t0 + T - 1 given the true codes [B, T] into out float32 [B, T, Q]."""
     B, n = codes.shape
     work = _scratch(params, B)
-    logits = work[7]
+    logits = work[6]
     first_frame = t0 // hop
     for i in range(n):
         t = t0 + i
         if i == 0 or t % hop == 0:
-            _set_frame(params, cond[:, t // hop - first_frame], work[4])
+            _set_frame(params, cond[:, t // hop - first_frame], work[3])
         _forward(t, params, prev, source[:, i], input_codes, buffers, work)
         out[:, i] = logits
         for b in range(B):
@@ -195,12 +216,12 @@ def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buf
 def _init_buffers(params, cond0, buffers):
     """The pre-roll of MoveNet.init_state: every layer's ring holds the input it would see after silence forever
     under cond0 [B, L*G]; computed with the same kernels as a step whose taps are all that input."""
-    in_tables, in_bias, wd, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
+    in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     B = cond0.shape[0]
-    L, G = wd.shape[0], wd.shape[2]
+    L = bd.shape[0]
     C = in_bias.shape[0]
     k = shape[0]
-    xs, taps, h, z, hc, a, h1, logits, cdf, bits, pairs = _scratch(params, B)
+    xs, h, z, hc, a, h1, logits, cdf, bits, pairs = _scratch(params, B)
     _set_frame(params, cond0, hc)
     for b in range(B):
         for c in range(C):
@@ -208,18 +229,18 @@ def _init_buffers(params, cond0, buffers):
         for j in range(in_tables.shape[0]):
             for c in range(C):
                 xs[b, c] += in_tables[j, SILENCE, c]
+    h[...] = hc
     for l in range(L):
         n = (k - 1) * dilations[l]
         off = offsets[l]
         for b in range(B):
             for s in range(n):
                 buffers[b, off + s] = xs[b, :C]
-            for j in range(k):
-                taps[b, j * C: (j + 1) * C] = xs[b, :C]
-            taps[b, k * C:] = 0  # no source before the clip
-            h[b] = hc[b, l]
-        matmul(h, taps, wd[l], pairs)
-        gate(h, z)
+        hl = h[l]
+        for j in range(k - 1):  # every tap holds the same input; no source before the clip
+            matmul(hl, xs[:, :C], wd_past[l, j * C: (j + 1) * C], pairs)
+        matmul(hl, xs[:, :C], wd_input[l], pairs)
+        gate(hl, z)
         matmul(xs[:, :C], z, wrs[l, :, :C], pairs)
         for b in range(B):
             for c in range(C):
@@ -273,7 +294,9 @@ class FastGenerator:
 
         in_tables  [k_in, Q, C]   embedding folded into the input convolution: tap j of code c is in_tables[j, c]
         in_bias    [C]
-        wd         [L, k*C+E, G]  dilated convolutions, taps oldest first, then the source (DilatedCausalConv.linear.weight.T)
+        wd_past    [L, (k-1)*C, G]  dilated convolutions (DilatedCausalConv.linear.weight.T), split by input: the
+        wd_source  [L, E, G]        past taps oldest first, the source at the current sample, and the current
+        wd_input   [L, C, G]        sample's input (summed in that order: `_forward` says why)
         bd         [L, G]         their biases, added to the frame's conditioning once per frame
         wrs        [L, G/2, C+S]  residual and skip 1x1 convolutions side by side
         br         [L, C]         residual biases
@@ -282,12 +305,13 @@ class FastGenerator:
         w2, b2     [S, Q], [Q]
         dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
         shape      int64 [2]      the dilated convolutions' kernel size k and source channels E (0 without controls):
-                                  each wd[l] takes the k taps, then the source at the current sample
+                                  the layers' products take k taps of C, then E inputs of the source
 
     Nothing refers back to torch: build a new FastGenerator after changing the model's weights.
     """
 
     name = "fast"
+    MATRICES = (2, 3, 4, 6, 9, 11)  # the weight matrices in `params`: what a compact precision stores otherwise
 
     def __init__(self, model: MoveNet, precision: str = "fp32"):
         """precision: "fp32"; "bf16": the four weight matrices (wd, wrs, w1, w2) stored as bfloat16, widened to
@@ -315,19 +339,21 @@ class FastGenerator:
         histories = [(c.kernel_size - 1) * d for d in c.dilations]
         self.n_history = int(sum(histories))
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd), f32(bd), f32(wrs), f32(br),
+        past, now = (c.kernel_size - 1) * C, c.kernel_size * C  # wd's rows: taps oldest first, then the source
+        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd[:, :past]), f32(wd[:, now:]),
+                       f32(wd[:, past:now]), f32(bd), f32(wrs), f32(br),
                        f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels], dtype=np.int64))
         self.precision = AUTO_PRECISION if precision == "auto" else precision
         # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
-        wd, wrs, w1, w2 = (self.params[i] for i in (2, 4, 7, 9))
-        self.macs_per_sample = wd.size + wrs.size - wrs.shape[1] * C + w1.size + w2.size
+        wrs = self.params[6]
+        self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C
         if self.precision != "fp32":
             compact = to_bf16 if self.precision == "bf16" else to_bf16_pairs
             params = list(self.params)
-            for i in (2, 4, 7, 9):
+            for i in self.MATRICES:
                 params[i] = compact(params[i])
             self.params = tuple(params)
         self.params = tuple(aligned(p) for p in self.params)  # each on a cache line: the tiles load 64 bytes at once
@@ -338,7 +364,7 @@ class FastGenerator:
     @property
     def n_weight_bytes(self) -> int:
         """Bytes of matrices and biases that one stream reads per sample (not counting 2 rows of in_tables)."""
-        return sum(p.nbytes for p in self.params[2:11])
+        return sum(p.nbytes for p in self.params[2:13])
 
     def _check_cond(self, cond: np.ndarray, B: int, n_rows: int, name: str) -> None:
         if cond.shape[0] != B or cond.shape[2] != self.cond_channels or cond.shape[1] < n_rows:

@@ -58,13 +58,29 @@ def sigmoid(x):
     return _HALF + _HALF * tanh(_HALF * x)
 
 
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+def _rational(x):
+    """`tanh`'s numerator and denominator at x (clamped), undivided."""
+    x = min(max(x, -_CLAMP), _CLAMP)
+    x2 = x * x
+    p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
+    q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
+    return p, q
+
+
 @njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def gate(h, z):
-    """z = tanh(h[:, :G/2]) * sigmoid(h[:, G/2:]) for h float32 [B, G], into z float32 [B, G/2]."""
+    """z = tanh(h[:, :G/2]) * sigmoid(h[:, G/2:]) for h float32 [B, G], into z float32 [B, G/2].
+
+    With tanh = p / q and sigmoid(x) = 0.5 + 0.5 tanh(x / 2) = (q' + p') / (2 q'), the product is one division,
+    p (q' + p') / (2 q q'), not two: the gate is on every layer's critical path.
+    """
     half = z.shape[1]
     for b in range(h.shape[0]):
         for c in range(half):
-            z[b, c] = tanh(h[b, c]) * sigmoid(h[b, half + c])
+            p, q = _rational(h[b, c])
+            ps, qs = _rational(_HALF * h[b, half + c])
+            z[b, c] = (p * (qs + ps)) / ((q + q) * qs)
 
 
 # -- matrix product --------------------------------------------------------------------------------------------------
@@ -481,7 +497,7 @@ _INV_FACTORIALS = tuple(1.0 / float(np.prod(np.arange(1, n + 1, dtype=np.float64
 (_F0, _F1, _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12, _F13) = _INV_FACTORIALS
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@njit(cache=True, fastmath={"contract"}, error_model="numpy", _nrt=False)
 def exp_nonpositive(x, out, bits):
     """out = exp(x) for float64 x [n] <= 0 (x < -745 gives 0); bits: int64 scratch [2, n]."""
     n = x.shape[0]

@@ -76,17 +76,24 @@ def _nearest_code(v):
     return np.rint((np.sign(v) * np.log1p(MU * np.abs(v)) / _LOG1P_MU + 1.0) / 2.0 * MU)
 
 
+# The CDF is summed in blocks of this many classes: each block's sum in order, then the blocks' running sums in
+# order, so the additions form short independent chains (a plain running sum over 256 classes is one chain of 256
+# dependent additions, which alone took a third of a stream's sample).
+BLOCK = 8
+
+
 def sample_inverse_cdf(logits, temperature, u, spread=1.0) -> np.ndarray:
     """The sampling policy, in numpy: logits float32 [B, Q], temperature >= 0 and spread in [0, 1] (each one, or
     one per stream [B]; below 1 needs Q = 256 mu-law codes), u float64 [B] in [0, 1) -> int64 [B].
 
-    In float64: z = logits / temperature; e = exp(z - max z); cdf = cumsum(e); the code is the first c with
-    cdf[c] > u * cdf[-1] (inverse CDF; unnormalized, which is the same as cumsum(softmax) > u * sum(softmax) but
-    needs no division), or, where rounding leaves no such c (u within 1e-16 of 1), the last class with e > 0.
-    temperature 0: argmax of the float32 logits (first maximum). Then, where spread < 1 and temperature > 0, the
-    drawn code d becomes the nearest code to mean + spread * (amplitude[d] - mean), mean = cumsum(e *
-    amplitude)[-1] / cdf[-1] (sequential sums, as the compiled loop adds). A torch loop calls this on
-    `logits.numpy()`.
+    In float64: z = logits / temperature; e = exp(z - max z); the CDF of e (unnormalized: the same as the CDF of
+    softmax(z) scaled by the total, which needs no division) is summed in blocks of BLOCK classes: block sums in
+    class order, their running sums P in block order (P's last is the total), and within a block the running sum
+    from the blocks before it. The code is the first class whose CDF exceeds u * total; where rounding leaves none
+    (u within 1e-16 of 1), the last class with e > 0. temperature 0: argmax of the float32 logits (first maximum).
+    Then, where spread < 1 and temperature > 0, the drawn code d becomes the nearest code to mean + spread *
+    (amplitude[d] - mean), mean = (sum of e * amplitude) / total, both sums blocked alike. A torch loop calls this
+    on `logits.numpy()`.
     """
     logits = np.asarray(logits, dtype=np.float32)
     t = temperatures(temperature, logits.shape[0])
@@ -95,54 +102,113 @@ def sample_inverse_cdf(logits, temperature, u, spread=1.0) -> np.ndarray:
         return greedy
     z = logits.astype(np.float64) / np.where(t > 0, t, 1.0)[:, None]
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    cdf = np.cumsum(e, axis=-1)  # sequential, as in the compiled loop
-    threshold = np.asarray(u, dtype=np.float64) * cdf[:, -1]
-    count = (cdf <= threshold[:, None]).sum(axis=-1)  # cdf is nondecreasing: the first c above the threshold
-    last = e.shape[-1] - 1 - (e[:, ::-1] > 0).argmax(axis=-1)
-    drawn = np.minimum(count, last)
+    B, Q = e.shape
+    rows = np.arange(B)
+    total, blocks, partial, starts = _blocked_sums(e)
+    threshold = np.asarray(u, dtype=np.float64) * total
+    block = (starts[:, 1:] <= threshold[:, None]).sum(axis=-1)  # the first block whose running sum exceeds it
+    inside = np.minimum(block, blocks.shape[1] - 1)
+    within = (starts[rows, inside, None] + partial[rows, inside] <= threshold[:, None]).sum(axis=-1)
+    last = Q - 1 - (e[:, ::-1] > 0).argmax(axis=-1)
+    drawn = np.where(block < blocks.shape[1], np.minimum(inside * BLOCK + within, last), last)
     s = spreads(spread, logits.shape[0])
     if (s >= 1).all():
         return np.where(t > 0, drawn, greedy)
-    mean = np.cumsum(e * _AMPLITUDE, axis=-1)[:, -1] / cdf[:, -1]
+    mean = _blocked_sums(e * _AMPLITUDE)[0] / total
     pulled = _nearest_code(mean + s * (_AMPLITUDE[drawn] - mean)).astype(np.int64)
     return np.where(t > 0, np.where(s < 1, pulled, drawn), greedy)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def sample_row(logits, temperature, spread, u, cdf, bits):
-    """`sample_inverse_cdf` for one stream: logits float32 [Q], u float64; cdf float64 [Q] and bits int64 [2, Q]
-    are scratch. Returns the code.
+def _blocked_sums(e: np.ndarray):
+    """The policy's sums of e [B, Q]: (total [B], block sums [B, nb], running sums within each block [B, nb, BLOCK],
+    starts [B, nb + 1]: the running sum of the blocks before each, from 0), zeros padding the last block."""
+    B, Q = e.shape
+    padded = np.zeros((B, -(-Q // BLOCK) * BLOCK))
+    padded[:, :Q] = e
+    padded = padded.reshape(B, -1, BLOCK)
+    partial = np.empty_like(padded)
+    running = np.zeros(padded.shape[:2])
+    for i in range(BLOCK):  # each block's sum in class order, as the compiled loop adds
+        running = running + padded[:, :, i]
+        partial[:, :, i] = running
+    starts = np.zeros((B, padded.shape[1] + 1))
+    starts[:, 1:] = np.cumsum(running, axis=-1)  # sequential
+    return starts[:, -1], running, partial, starts
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def sample_row(logits, temperature, spread, u, scratch, bits):
+    """`sample_inverse_cdf` for one stream: logits float32 [Q], u float64; scratch float64 [2, Q] and bits int64
+    [2, Q] are scratch (z and exp(z) in rows of their own: computed in place, the exp did not vectorize and took
+    three times as long). Returns the code.
 
     The same float64 steps in the same order (no fastmath: nothing is reassociated; max z = (max logits) / T
     exactly, since rounding is monotonic), except that exp is `kernels.exp_nonpositive` (vectorized, within 2 ulp
     of numpy's): a different code needs u within ~1e-15 of a CDF step.
     """
     Q = logits.shape[0]
-    best = 0
-    for c in range(1, Q):
-        if logits[c] > logits[best]:
-            best = c
     if temperature == 0.0:
+        best = 0
+        for c in range(1, Q):
+            if logits[c] > logits[best]:
+                best = c
         return best
-    m = np.float64(logits[best]) / temperature
-    for c in range(Q):
-        cdf[c] = np.float64(logits[c]) / temperature - m
-    exp_nonpositive(cdf, cdf, bits)
+    z, e = scratch[0], scratch[1]
+    top = _max(logits)
+    if temperature == 1.0:  # x / 1 is x: the division is skipped, not changed
+        m = np.float64(top)
+        for c in range(Q):
+            z[c] = np.float64(logits[c]) - m
+    else:
+        m = np.float64(top) / temperature
+        for c in range(Q):
+            z[c] = np.float64(logits[c]) / temperature - m
+    exp_nonpositive(z, e, bits)
     last = Q - 1
-    while cdf[last] == 0.0:  # cdf[best] = exp(0) = 1, so this stops
+    while e[last] == 0.0:  # the maximum's exp(0) = 1, so this stops
         last -= 1
+    n_blocks = (Q + BLOCK - 1) // BLOCK
+    starts = z  # z is spent: it now holds the running sum before each block
     total = 0.0
     weighted = 0.0
-    for c in range(Q):
-        weighted += cdf[c] * _AMPLITUDE[c]
-        total += cdf[c]
-        cdf[c] = total
+    for j in range(n_blocks):  # independent chains of BLOCK additions, then one of n_blocks
+        block = 0.0
+        block_weighted = 0.0
+        for c in range(j * BLOCK, min(j * BLOCK + BLOCK, Q)):
+            block += e[c]
+            block_weighted += e[c] * _AMPLITUDE[c]
+        starts[j] = total
+        total += block
+        weighted += block_weighted
     threshold = u * total
-    count = 0
-    for c in range(Q):
-        count += cdf[c] <= threshold
-    drawn = min(count, last)
+    passed = 0  # blocks whose running sum, to their end, is at most the threshold
+    for j in range(1, n_blocks):
+        passed += starts[j] <= threshold
+    passed += total <= threshold
+    drawn = last  # where u * total rounded up to the total
+    if passed < n_blocks:
+        block = 0.0
+        for c in range(passed * BLOCK, min(passed * BLOCK + BLOCK, Q)):
+            block += e[c]
+            if starts[passed] + block > threshold:  # at the block's end this is its running sum: it stops
+                drawn = min(c, last)
+                break
     if spread >= 1.0:
         return drawn
     mean = weighted / total
     return int(_nearest_code(mean + spread * (_AMPLITUDE[drawn] - mean)))
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _max(x):
+    """The largest of x float32 [Q] (any order gives the same maximum): four chains of comparisons, not one."""
+    Q = x.shape[0]
+    m0 = m1 = m2 = m3 = x[0]
+    for c in range(0, Q - Q % 4, 4):
+        m0 = max(m0, x[c])
+        m1 = max(m1, x[c + 1])
+        m2 = max(m2, x[c + 2])
+        m3 = max(m3, x[c + 3])
+    for c in range(Q - Q % 4, Q):
+        m0 = max(m0, x[c])
+    return max(max(m0, m1), max(m2, m3))

@@ -134,7 +134,7 @@ def _assert_same_samples(gen, cond, src, temperature, u, fast, codes, margins, s
 
 
 def _assert_state_equal(fast_state, ref_state, gen):
-    for off, buffer in zip(gen.params[12], ref_state.buffers):
+    for off, buffer in zip(gen.params[14], ref_state.buffers):
         np.testing.assert_allclose(fast_state.buffers[:, off: off + buffer.shape[1]], buffer.numpy(), rtol=RTOL,
                                    atol=ATOL)
     assert fast_state.t == ref_state.t
@@ -157,10 +157,11 @@ def test_tanh_and_sigmoid_approximations():
     assert np.abs(out - np.tanh(x64)).max() < 3e-7
     _apply(sigmoid, x, out)
     assert np.abs(out - 1 / (1 + np.exp(-x64))).max() < 2e-7
-    h = np.stack([x[::100], -x[::100]]).reshape(1, -1)  # the gate uses the same functions
+    h = np.stack([x[::100], -x[::100]]).reshape(1, -1)  # the gate: the same rational functions, divided once
     z = np.empty((1, h.shape[1] // 2), np.float32)
     gate(h, z)
-    np.testing.assert_allclose(z[0], np.tanh(x64[::100]) / (1 + np.exp(x64[::100])), rtol=0, atol=4e-7)
+    # within the two approximations' errors together (2.8e-7 + 1.7e-7) and a rounding
+    np.testing.assert_allclose(z[0], np.tanh(x64[::100]) / (1 + np.exp(x64[::100])), rtol=0, atol=5e-7)
 
 
 def test_exp_is_within_two_ulp_of_numpy():
@@ -454,7 +455,7 @@ def test_bf16_weights_give_the_logits_of_fp32_within_their_rounding(features):
     want = exact.teacher_forced_logits(*args, exact.init_state(cond[:, 0]), src)
     got = compact.teacher_forced_logits(*args, compact.init_state(cond[:, 0]), src)
     gen_rounded = FastGenerator(model, "fp32")
-    for i in (2, 4, 7, 9):  # the same four matrices, rounded to bf16 and kept in fp32: what bf16 should compute
+    for i in FastGenerator.MATRICES:  # the same matrices, rounded to bf16 and kept in fp32: what bf16 should compute
         gen_rounded.params[i][...] = from_bf16(compact.params[i])
     same = gen_rounded.teacher_forced_logits(*args, gen_rounded.init_state(cond[:, 0]), src)
     np.testing.assert_allclose(got, same, rtol=RTOL, atol=ATOL)  # bf16 path = rounded weights, to fp32 rounding

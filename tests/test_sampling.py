@@ -43,7 +43,7 @@ def test_compiled_sampler_equals_the_numpy_policy(temperature, spread):
     logits = (rng.standard_normal((2000, 256)) * 3).astype(np.float32)
     u = rng.random(2000)
     expected = sample_inverse_cdf(logits, temperature, u, spread)
-    cdf, bits = np.empty(256), np.empty((2, 256), np.int64)
+    cdf, bits = np.empty((2, 256)), np.empty((2, 256), np.int64)
     got = np.array([sample_row(logits[i], temperature, spread, u[i], cdf, bits) for i in range(len(u))])
     np.testing.assert_array_equal(got, expected)
 

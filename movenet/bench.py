@@ -21,7 +21,7 @@ from movenet.audio import SAMPLE_RATE, SILENCE
 from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
-from movenet.kernels import host_has_bf16_dot
+from movenet.kernels import host_has_amx, host_has_bf16_dot, matmul, tile_rows
 from movenet.model import ModelConfig, MoveNet
 from movenet.movement import Movement, condition
 from movenet.sampling import sample_inverse_cdf
@@ -86,7 +86,8 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         cond1 = part.rows[None]
         excitation = Excitation.of(config)
         source1 = None if excitation is None else excitation.render(part.controls[None], SourceState.silent(1))
-        precisions = ("fp32", "bf16") + (("bf16dot",) if host_has_bf16_dot() else ())
+        precisions = (("fp32", "bf16") + (("bf16dot",) if host_has_bf16_dot() else ())
+                      + (("amx",) if host_has_amx() and _whole_tiles(config) else ()))
         gens = {precision: FastGenerator(model, precision) for precision in precisions}
         roofline = _roofline({p: g.n_weight_bytes for p, g in gens.items()}, 2 * gen.macs_per_sample, seconds)
         results = {
@@ -167,8 +168,9 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
     """What the compiled engine is up against on this core, measured now: the bandwidth of reading a block of the
     weights' size over and over (where they live between samples: L2 or L3) for each weight type, and the peak of
     the engine's own register-tiled product on operands in L1 with the multiply instruction each type uses (fp32
-    FMA for fp32 and bf16, whose weights are widened to fp32; vdpbf16ps for bf16dot)."""
-    from movenet.kernels import WIDE_TILES, aligned, matmul_acc, to_bf16_pairs
+    FMA for fp32 and bf16, whose weights are widened to fp32; vdpbf16ps for bf16dot; AMX tiles for amx, on 32
+    rows)."""
+    from movenet.kernels import WIDE_TILES, aligned, matmul_acc, to_amx_pairs, to_bf16_pairs
 
     out = {"tiles": "avx512" if WIDE_TILES else "avx2"}
     bandwidth = {}
@@ -193,12 +195,32 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
 
         peak[kind] = round(max(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0) / 3) for _ in range(3))
                            / 1e9, 1)
+    if "amx" in weight_bytes:
+        y32, x32, w_tiles = np.zeros((32, 128), np.float32), np.ones((32, 128), np.float32), to_amx_pairs(w)
+        pairs = np.zeros((32, 80), np.uint32)
+        peak["amx"] = round(max(_rate(lambda: _amx_products(y32, x32, w_tiles, pairs, n), n * 2 * 32 * 128 * 128,
+                                      min(seconds, 1.0) / 3) for _ in range(3)) / 1e9, 1)
     peak["bf16"] = peak["fp32"]
     out["gemm_gflop_s_by_type"] = {p: peak[p] for p in weight_bytes}
     out["single_stream_bound_samples_per_s"] = {
         p: round(min(bandwidth[p] * 1e9 / weight_bytes[p], peak[p] * 1e9 / flops_per_sample))
         for p in weight_bytes}
     return out
+
+
+def _whole_tiles(config: ModelConfig) -> bool:
+    """Whether the AMX tiles take this model (its products' columns in multiples of 16)."""
+    c = config
+    return not any(n % 16 for n in (c.gate_channels, c.residual_channels + c.skip_channels, c.skip_channels,
+                                    c.n_classes))
+
+
+@numba.njit(cache=True)
+def _amx_products(y, x, w, pairs, n):
+    """n products y += x @ w on AMX tiles, the inputs rounded into pairs each time, as the engine multiplies."""
+    tile_rows(w, y.shape[0])  # configures this thread's tiles
+    for _ in range(n):
+        matmul(y, x, w, pairs)
 
 
 def _rss_mb() -> float:

@@ -259,20 +259,24 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _precision(value: str) -> str:
-    """--precision, with bf16dot refused at once on a CPU that cannot run it."""
-    if value == "bf16dot":
-        from movenet.kernels import host_has_bf16_dot
+    """--precision, with bf16dot and amx refused at once on a CPU that cannot run them."""
+    from movenet.kernels import host_has_amx, host_has_bf16_dot
 
-        if not host_has_bf16_dot():
-            raise argparse.ArgumentTypeError("bf16dot needs a CPU with AVX512-BF16 and this one has none: use bf16")
+    if value == "bf16dot" and not host_has_bf16_dot():
+        raise argparse.ArgumentTypeError("bf16dot needs a CPU with AVX512-BF16 and this one has none: use bf16")
+    if value == "amx" and not host_has_amx():
+        raise argparse.ArgumentTypeError("amx needs a CPU with AMX tiles (Intel Sapphire Rapids or later) and this one "
+                                         "has none: use bf16")
     return value
 
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", type=_precision, choices=("auto", "fp32", "bf16", "bf16dot"), default="auto",
+    p.add_argument("--precision", type=_precision, choices=("auto", "fp32", "bf16", "bf16dot", "amx"),
+                   default="auto",
                    help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
-                        "bf16dot (CPUs with AVX512-BF16) also multiplies in bfloat16 pairs with fp32 sums (faster for "
-                        "batches of about 8 streams); auto picks the fastest for one stream that is exact enough (bf16)")
+                        "bf16dot (CPUs with AVX512-BF16) also multiplies in bfloat16 pairs with fp32 sums; amx (Intel "
+                        "CPUs with AMX tiles) multiplies those pairs 16 streams at a time (fastest for 16 or more "
+                        "streams, slow for one); auto picks the fastest for one stream that is exact enough (bf16)")
 
 
 def build_parser() -> argparse.ArgumentParser:

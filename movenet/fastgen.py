@@ -23,7 +23,8 @@ import torch
 
 from movenet.audio import SILENCE
 from movenet.controls import SILENT_AMPLITUDE, loudness_channel
-from movenet.kernels import aligned, gate, host_has_bf16_dot, matmul, prefetch, to_bf16, to_bf16_pairs
+from movenet.kernels import (aligned, gate, host_has_amx, host_has_bf16_dot, matmul, prefetch, tile_rows, to_amx_pairs,
+                             to_bf16, to_bf16_pairs)
 from movenet.model import MoveNet
 from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
 
@@ -38,6 +39,7 @@ def _scratch(params, B):
     in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     L, G = bd.shape
     C, S, Q = in_bias.shape[0], bs.shape[0], b2.shape[0]
+    B = tile_rows(wd_input, B)  # rows beyond the streams' (AMX's whole tiles) are computed and never read
     xs = np.empty((B, C + S), np.float32)  # [residual x | skip sum] of each stream
     h = np.empty((L, B, G), np.float32)  # each layer's dilated convolution, summed into (h[l] is contiguous)
     z = np.empty((B, G // 2), np.float32)
@@ -48,7 +50,9 @@ def _scratch(params, B):
     cdf = np.empty((2, Q), np.float64)  # the sampler's scratch
     bits = np.empty((2, Q), np.int64)
     # each product's inputs rounded to pairs of bfloat16 for weights in pairs (kernels.matmul; unused otherwise)
-    pairs = np.zeros((B, max(C, shape[1], wrs.shape[1], w1.shape[0], w2.shape[0])), np.uint32)
+    widest = max(C, shape[1], wrs.shape[1], w1.shape[0], w2.shape[0], wd_past.shape[1], wd_source.shape[1],
+                 wd_input.shape[1])
+    pairs = np.zeros((B, widest + 16), np.uint32)
     return xs, h, z, hc, a, h1, logits, cdf, bits, pairs
 
 
@@ -56,9 +60,9 @@ def _scratch(params, B):
 def _set_frame(params, cond_row, hc):
     """hc[l, b] = cond_row[b, l*G:(l+1)*G] + b_d[l]: once per frame, so per sample a layer just starts from it."""
     bd = params[5]
-    L, B, G = hc.shape
+    L, G = bd.shape
     for l in range(L):
-        for b in range(B):
+        for b in range(cond_row.shape[0]):
             for g in range(G):
                 hc[l, b, g] = cond_row[b, l * G + g] + bd[l, g]
 
@@ -207,7 +211,7 @@ def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buf
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[3])
         _forward(t, params, prev, source[:, i], input_codes, buffers, work)
-        out[:, i] = logits
+        out[:, i] = logits[:B]
         for b in range(B):
             prev[b] = codes[b, i]
 
@@ -249,7 +253,7 @@ def _init_buffers(params, cond0, buffers):
 
 # -- the Python side ------------------------------------------------------------------------------------------------
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16dot")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx")
 
 
 # What precision="auto" picks: bf16, on every host. A stream re-reads every weight for every sample, so half the
@@ -317,14 +321,21 @@ class FastGenerator:
         """precision: "fp32"; "bf16": the four weight matrices (wd, wrs, w1, w2) stored as bfloat16, widened to
         float32 in the registers and multiplied in fp32 (half the bytes each sample reads; logits within ~1e-2 of
         fp32's); "bf16dot" (AVX512-BF16 hosts): those weights in pairs of bfloat16 and each product's inputs rounded
-        to bfloat16 too, multiplied pair by pair with fp32 sums (vdpbf16ps: half the multiply-adds as well); or
-        "auto": AUTO_PRECISION."""
+        to bfloat16 too, multiplied pair by pair with fp32 sums (vdpbf16ps: half the multiply-adds as well); "amx"
+        (CPUs with AMX tiles): the same pairs multiplied in tiles of 16 streams (the work arrays padded to whole
+        tiles; fast for batches, slow for one stream); or "auto": AUTO_PRECISION."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "bf16dot" and not host_has_bf16_dot():
             raise ValueError("precision bf16dot needs a CPU with AVX512-BF16 (this one has none): use bf16 or fp32")
+        if precision == "amx" and not host_has_amx():
+            raise ValueError("precision amx needs a CPU with AMX tiles (Intel Sapphire Rapids or later) and this one "
+                             "has none: use bf16 or fp32")
         self.config = c = model.config
         C, G = c.residual_channels, c.gate_channels
+        if precision == "amx" and any(n % 16 for n in (G, C + c.skip_channels, c.skip_channels, c.n_classes)):
+            raise ValueError("precision amx needs gate, skip and residual + skip channels and classes in multiples "
+                             "of 16 (its tiles' columns): use bf16 or fp32 for this model")
         f64 = {name: p.detach().to(torch.float64).cpu().numpy() for name, p in model.state_dict().items()}
         k_in = c.input_kernel
         w_in = f64["input_conv.linear.weight"]  # [C, k_in * C]
@@ -351,7 +362,7 @@ class FastGenerator:
         wrs = self.params[6]
         self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C
         if self.precision != "fp32":
-            compact = to_bf16 if self.precision == "bf16" else to_bf16_pairs
+            compact = {"bf16": to_bf16, "bf16dot": to_bf16_pairs, "amx": to_amx_pairs}[self.precision]
             params = list(self.params)
             for i in self.MATRICES:
                 params[i] = compact(params[i])

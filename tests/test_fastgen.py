@@ -28,7 +28,8 @@ from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
 from movenet.movement import Movement, condition
 from movenet.sampling import sample_inverse_cdf
-from movenet.kernels import exp_nonpositive, gate, host_has_bf16_dot, matmul, matmul_acc, sigmoid, tanh
+from movenet.kernels import (exp_nonpositive, gate, host_has_amx, host_has_bf16_dot, matmul, matmul_acc, sigmoid,
+                             tanh)
 from movenet.model import ModelConfig, MoveNet
 from movenet.stream import Streamer
 
@@ -553,16 +554,59 @@ def test_bf16dot_is_refused_on_a_cpu_without_it(monkeypatch):
     assert FastGenerator(build(), "auto").precision == "bf16"
 
 
+needs_amx = pytest.mark.skipif(not host_has_amx(), reason="no AMX tiles on this CPU (or not for this process)")
+
+
+@needs_amx
+@pytest.mark.parametrize("features", ["frames", "keypoints"])
+def test_amx_gives_the_logits_of_bf16dot_within_the_rounding_of_its_sums(features):
+    """The tiles multiply the operands bf16dot multiplies (rounded weights and inputs), with fp32 sums of their own
+    order: the logits lie within fp32 rounding of bf16dot's, and as far from fp32's. Each stream's logits are its
+    own: one stream alone (one tile row of 16) gives what it gives beside others, bit for bit."""
+    model = build(features, residual_channels=16, gate_channels=32, skip_channels=16)  # whole tiles of columns
+    c = model.config
+    codes, cond, src = movement(model, 6 * c.hop, batch=3, seed=4)
+    exact, dot, tiles = (FastGenerator(model, p) for p in ("fp32", "bf16dot", "amx"))
+    assert tiles.precision == "amx" and tiles.macs_per_sample == exact.macs_per_sample
+    args = (codes.numpy(), cond.numpy())
+    want = exact.teacher_forced_logits(*args, exact.init_state(cond[:, 0]), src)
+    pairs = dot.teacher_forced_logits(*args, dot.init_state(cond[:, 0]), src)
+    got = tiles.teacher_forced_logits(*args, tiles.init_state(cond[:, 0]), src)
+    spread = np.abs(want).max()
+    assert 0 < np.abs(got - want).max() <= 0.03 * (1 + spread)
+    assert np.abs(got - pairs).max() <= 0.01 * (1 + spread)
+    alone = tiles.teacher_forced_logits(args[0][1:2], args[1][1:2], tiles.init_state(cond[1:2, 0]), src[1:2])
+    np.testing.assert_array_equal(alone[0], got[1])
+    u = np.random.default_rng(0).random((3, 4 * c.hop))
+    together = tiles.generate(cond.numpy(), src[:, : 4 * c.hop], tiles.init_state(cond[:, 0]), 1.0, u)
+    for b in range(3):  # and so a live server's streams play what generate makes of each alone
+        one = tiles.generate(cond.numpy()[b: b + 1], src[b: b + 1, : 4 * c.hop], tiles.init_state(cond[b: b + 1, 0]),
+                             1.0, u[b: b + 1])
+        np.testing.assert_array_equal(one[0], together[b])
+
+
+def test_amx_is_refused_where_the_cpu_has_none_or_the_model_has_no_whole_tiles(monkeypatch):
+    from movenet import fastgen
+
+    if host_has_amx():  # the tiles' columns: 16 at a time
+        with pytest.raises(ValueError, match="multiples of 16"):
+            FastGenerator(build(gate_channels=24), "amx")
+    monkeypatch.setattr(fastgen, "host_has_amx", lambda: False)
+    with pytest.raises(ValueError, match="AMX"):
+        FastGenerator(build(), "amx")
+
+
 def test_bf16_samples_follow_the_same_statistics_as_fp32(tmp_path):
     """The shipped model on held-out synthetic dancers: pitch accuracy and loudness following of bf16's audio (and
-    bf16dot's, where the CPU has it) within sampling noise of fp32's (the same seeds, two per clip; samples part
-    ways after the first rounding flip)."""
+    bf16dot's and amx's, where the CPU has them) within sampling noise of fp32's (the same seeds, two per clip;
+    samples part ways after the first rounding flip)."""
     from movenet import checkpoint, demo, metrics, pose, synth, video
     from movenet.generate import generate_audio
     from movenet.movement import read_movement
 
     loaded = checkpoint.load(demo.SHIPPED)
-    scores = {"fp32": [], "bf16": []} | ({"bf16dot": []} if host_has_bf16_dot() else {})
+    scores = ({"fp32": [], "bf16": []} | ({"bf16dot": []} if host_has_bf16_dot() else {})
+              | ({"amx": []} if host_has_amx() else {}))
     for clip in synth.write_dataset(tmp_path, n_clips=3, seconds=6.0, seed=321, progress=False):
         sidecar = pose.read_sidecar(clip)
         movement = read_movement(clip, loaded.inputs)

@@ -8,8 +8,11 @@ approximation in `movenet.kernels` (|error| < 3e-7): logits agree to ~1e-6 (test
 Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence gate
 (`movenet.controls.SILENT_AMPLITUDE`, written out in the loop: numba cannot call `controls.gate_silence`).
 
-Speed, one core (`movenet bench`): one stream re-reads the ~2 MB of weights for every sample, so it is bound by
-cache bandwidth; B streams share each weight read, so batches approach the FMA units' limit. `movenet.generate`
+Speed, one core (`movenet bench`): one stream re-reads the weights (0.59 MB in fp32) for every sample, so its
+products are bound by cache bandwidth, and what else a sample does (the gates, the sampler) adds to them; B streams
+share each weight read, so batches approach the multiply units' limit. The loops that run every sample are compiled
+without reference counting (`_nrt=False`): numba counts each view of an array it makes, and each count is an atomic
+increment, which on x86 also waits for the stores before it and holds back the loads after it. `movenet.generate`
 drives it chunk by chunk, so memory stays flat in a video's length.
 """
 
@@ -107,9 +110,21 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     for l in range(L):
         if l + 1 < L:
             _independent_part(l + 1, t, params, source, buffers, h, pairs)
+        # this sample's input enters the ring after the past taps were read (its slot was the oldest's), with the
+        # residual bias of the layer before added in the same pass
         n = (k - 1) * dilations[l]
-        if n:  # this sample's input enters the ring after the past taps were read (its slot was the oldest's)
-            slot = offsets[l] + t % n
+        slot = offsets[l] + _wrap(t, n) if n else 0
+        if l and n:
+            for b in range(B):
+                for c in range(C):
+                    v = xs[b, c] + br[l - 1, c]
+                    xs[b, c] = v
+                    buffers[b, slot, c] = v
+        elif l:
+            for b in range(B):
+                for c in range(C):
+                    xs[b, c] += br[l - 1, c]
+        elif n:
             for b in range(B):
                 for c in range(C):
                     buffers[b, slot, c] = xs[b, c]
@@ -117,10 +132,7 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
         matmul(hl, xs[:, :C], wd_input[l], pairs)
         gate(hl, z)
         if l < L - 1:
-            matmul(xs, z, wrs[l], pairs)  # x += W_r z, skip += W_s z in one product
-            for b in range(B):
-                for c in range(C):
-                    xs[b, c] += br[l, c]
+            matmul(xs, z, wrs[l], pairs)  # x += W_r z, skip += W_s z in one product (+ b_r: above, next layer)
         else:  # the last layer's residual output goes nowhere
             matmul(xs[:, C:], z, wrs[l, :, C:], pairs)
     # head: ReLU -> Linear(S, S) -> ReLU -> Linear(S, Q)
@@ -135,6 +147,13 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
         for c in range(S):
             h1[b, c] = max(h1[b, c], np.float32(0))
     matmul(logits, h1, w2, pairs)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _wrap(i, n):
+    """i % n (Python's: from 0 to n - 1, negative i too) for n > 0, a mask where n is a power of two (a ring of
+    kernel size 2 with a dilation 2^j): a division on every layer of every sample otherwise."""
+    return i & (n - 1) if n & (n - 1) == 0 else i % n
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -155,12 +174,12 @@ def _independent_part(l, t, params, source, buffers, h, pairs):
     n = (k - 1) * d
     hl = h[l]
     for j in range(k - 1):  # oldest first
-        slot = offsets[l] + (t - (k - 1 - j) * d) % n
+        slot = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
         matmul(hl, buffers[:, slot], wd_past[l, j * C: (j + 1) * C], pairs)
     if E:
         matmul(hl, source, wd_source[l], pairs)
     if n:  # the oldest tap of the next step: a row last touched n steps ago, likely out of L1/L2 by now
-        row = offsets[l] + (t + 1) % n
+        row = offsets[l] + _wrap(t + 1, n)
         for b in range(buffers.shape[0]):
             for c in range(0, C, 16):
                 prefetch(buffers, (b * buffers.shape[1] + row) * C + c)
@@ -260,8 +279,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx")
 # bytes is faster wherever the reads bound the speed (`movenet bench` on an AVX2 AMD EPYC: one stream 1.13x fp32; on
 # a Zen 4 with AVX512-BF16: 1.42x). bf16dot, which also multiplies in bfloat16, halves the multiply-adds' cost but
 # not the rest of a sample's work: on that Zen 4 it was 0.89x bf16 for one stream, and 1.08x fp32 at batch 8 but
-# 0.94x at batch 32, so it is there to ask for, not the default. Both keep logits within the rounding of their
-# operands and samples that follow fp32's statistics (tests/test_fastgen.py).
+# 0.94x at batch 32, so it is there to ask for, not the default; so is amx (Intel's AMX tiles: 1.4-1.6x fp32 for 16
+# or more streams, a third of fp32's speed for one). All keep logits within the rounding of their operands and
+# samples that follow fp32's statistics (tests/test_fastgen.py). On an Intel Xeon with 2 MB of L2, where the fp32
+# weights stay in L2, one stream now runs faster in fp32 (174,000 samples/s against 145,000 in bf16, whose widening
+# costs the vector units two operations per 16 weights); a host's choice would make a recording replay otherwise on
+# another host, so auto stays one precision everywhere.
 AUTO_PRECISION = "bf16"
 
 

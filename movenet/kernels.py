@@ -753,6 +753,28 @@ def exp_nonpositive(x, out, bits):
         out[i] = out[i] * scale[0, i] * scale[1, i]
 
 
+@intrinsic
+def max_16(typingctx, x, start, n):
+    """The largest of x[start : start + 16 n] (float32, n >= 1): 16 lanes at a time, then across the lanes (any
+    order gives the same maximum of numbers)."""
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        s0, nv = (context.cast(builder, v, t, types.int64) for v, t in zip(args[1:], signature.args[1:]))
+        def at(i):
+            return builder.bitcast(builder.gep(arr.data, [builder.add(s0, builder.mul(i, ir.Constant(_I64, LANES)))]),
+                                   _VEC.as_pointer())
+
+        top = cgutils.alloca_once_value(builder, builder.load(at(ir.Constant(_I64, 0)), align=4))
+        with cgutils.for_range(builder, nv) as loop:
+            v, m = builder.load(at(loop.index), align=4), builder.load(top)
+            builder.store(builder.select(builder.fcmp_ordered(">", v, m), v, m), top)
+        reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_VEC]),
+                                                "llvm.vector.reduce.fmax.v16f32")
+        return builder.call(reduce, [builder.load(top)])
+
+    return types.float32(x, start, n), codegen
+
+
 _F64 = ir.DoubleType()
 _DVEC, _QVEC = ir.VectorType(_F64, 8), ir.VectorType(_I64, 8)
 

@@ -70,7 +70,7 @@ def _set_frame(params, cond_row, hc):
                 hc[l, b, g] = cond_row[b, l * G + g] + bd[l, g]
 
 
-@numba.njit(cache=True, error_model="numpy", _nrt=False)  # no reference counts: see _generate
+@numba.njit(cache=True, error_model="numpy", _nrt=False)  # no reference counts (the module docstring says why)
 def _forward(t, params, prev, source, input_codes, buffers, work):
     """Logits of every stream for target t into work's `logits` [B, Q]; pushes this step's inputs into the rings.
 
@@ -79,9 +79,10 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     FastState, updated in place exactly as MoveNet.step updates State.
 
     Each dilated convolution sums its inputs in three products, in this order: the past taps (oldest first), the
-    source, then this sample's input. The first two do not depend on this sample's earlier layers, so layer l + 1's
-    are issued before layer l's own chain (input, gate, residual), whose latency they fill: one stream's products
-    are chains of dependent multiply-adds, and the layers' chains are what bound it.
+    source, then this sample's input, each read where it lies (the ring, the source, xs), nothing gathered. The
+    first two do not depend on this sample's earlier layers, so layer l + 1's are issued ahead of layer l's own
+    chain (input, gate, residual). Every batch size sums in this order, so a stream's values do not depend on the
+    streams beside it.
     """
     in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     xs, h, z, hc, a, h1, logits, cdf, bits, pairs = work

@@ -44,22 +44,6 @@ _HALF = np.float32(0.5)
 
 
 @njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
-def tanh(x):
-    """float32 -> float32 tanh, |error| <= ~2e-7."""
-    x = min(max(x, -_CLAMP), _CLAMP)
-    x2 = x * x
-    p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
-    q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
-    return p / q
-
-
-@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
-def sigmoid(x):
-    """float32 -> float32 logistic function as 0.5 + 0.5 tanh(x / 2): |error| <= ~1e-7."""
-    return _HALF + _HALF * tanh(_HALF * x)
-
-
-@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def _rational(x):
     """`tanh`'s numerator and denominator at x (clamped), undivided."""
     x = min(max(x, -_CLAMP), _CLAMP)
@@ -67,6 +51,19 @@ def _rational(x):
     p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
     q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
     return p, q
+
+
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+def tanh(x):
+    """float32 -> float32 tanh, |error| <= ~2e-7."""
+    p, q = _rational(x)
+    return p / q
+
+
+@njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+def sigmoid(x):
+    """float32 -> float32 logistic function as 0.5 + 0.5 tanh(x / 2): |error| <= ~1e-7."""
+    return _HALF + _HALF * tanh(_HALF * x)
 
 
 @njit(cache=True, fastmath={"contract"}, error_model="numpy")

@@ -78,7 +78,7 @@ def _nearest_code(v):
 
 # The CDF is summed in blocks of this many classes: each block's sum in order, then the blocks' running sums in
 # order, so the additions form short independent chains (a plain running sum over 256 classes is one chain of 256
-# dependent additions, which alone took a third of a stream's sample).
+# dependent additions), and the draw looks for its block among 32 running sums before it adds within one block.
 BLOCK = 8
 
 

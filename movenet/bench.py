@@ -21,7 +21,7 @@ from movenet.audio import SAMPLE_RATE, SILENCE
 from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
-from movenet.kernels import host_has_amx, host_has_bf16_dot, matmul, tile_rows
+from movenet.kernels import host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel, matmul, tile_rows
 from movenet.model import ModelConfig, MoveNet
 from movenet.movement import Movement, condition
 from movenet.sampling import sample_inverse_cdf
@@ -384,7 +384,8 @@ def _host() -> dict:
     except OSError:
         pass
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
-    return {"cpu": model, "isa": [f for f in wanted if f in flags], "cpus": os.cpu_count()}
+    return {"cpu": model, "intel": host_is_intel(), "isa": [f for f in wanted if f in flags], "cpus": os.cpu_count(),
+            "l2_bytes_per_core": host_cache_bytes(2)}  # with the vendor, what precision="auto" goes by
 
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -276,7 +276,8 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
                    help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
                         "bf16dot (CPUs with AVX512-BF16) also multiplies in bfloat16 pairs with fp32 sums; amx (Intel "
                         "CPUs with AMX tiles) multiplies those pairs 16 streams at a time (fastest for 16 or more "
-                        "streams, slow for one); auto picks the fastest for one stream that is exact enough (bf16)")
+                        "streams, slow for one); auto picks the faster for one stream of fp32 and bf16 on this CPU "
+                        "(fp32 on Intel CPUs whose L2 holds the fp32 weights twice over, bf16 elsewhere)")
 
 
 def build_parser() -> argparse.ArgumentParser:

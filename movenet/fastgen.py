@@ -26,8 +26,8 @@ import torch
 
 from movenet.audio import SILENCE
 from movenet.controls import SILENT_AMPLITUDE, loudness_channel
-from movenet.kernels import (aligned, gate, host_has_amx, host_has_bf16_dot, matmul, prefetch, tile_rows, to_amx_pairs,
-                             to_bf16, to_bf16_pairs)
+from movenet.kernels import (aligned, gate, host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel, matmul,
+                             prefetch, tile_rows, to_amx_pairs, to_bf16, to_bf16_pairs)
 from movenet.model import MoveNet
 from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
 
@@ -276,17 +276,21 @@ def _init_buffers(params, cond0, buffers):
 PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx")
 
 
-# What precision="auto" picks: bf16, on every host. A stream re-reads every weight for every sample, so half the
-# bytes is faster wherever the reads bound the speed (`movenet bench` on an AVX2 AMD EPYC: one stream 1.13x fp32; on
-# a Zen 4 with AVX512-BF16: 1.42x). bf16dot, which also multiplies in bfloat16, halves the multiply-adds' cost but
-# not the rest of a sample's work: on that Zen 4 it was 0.89x bf16 for one stream, and 1.08x fp32 at batch 8 but
-# 0.94x at batch 32, so it is there to ask for, not the default; so is amx (Intel's AMX tiles: 1.4-1.6x fp32 for 16
-# or more streams, a third of fp32's speed for one). All keep logits within the rounding of their operands and
-# samples that follow fp32's statistics (tests/test_fastgen.py). On an Intel Xeon with 2 MB of L2, where the fp32
-# weights stay in L2, one stream now runs faster in fp32 (174,000 samples/s against 145,000 in bf16, whose widening
-# costs the vector units two operations per 16 weights); a host's choice would make a recording replay otherwise on
-# another host, so auto stays one precision everywhere.
-AUTO_PRECISION = "bf16"
+def auto_precision(fp32_weight_bytes: int) -> str:
+    """What precision="auto" picks for a model whose fp32 weights take `fp32_weight_bytes`: fp32 on an Intel CPU
+    whose L2 holds them twice over, bf16 elsewhere.
+
+    Why: one stream re-reads every weight for every sample. bf16 halves the bytes, and widening them costs two
+    vector operations per 16 weights. On every AMD core measured bf16 was the faster for one stream (`movenet
+    bench`: 1.13x fp32 on an AVX2 Zen 3, 1.42x on a Zen 4, 1.28x on a Zen 5); on an Intel Xeon, whose cores issue
+    that shuffle and shift on the ports of their FMAs, fp32 was, its weights staying in the 2 MB of L2 (174,000
+    samples/s against 145,000 in bf16). bf16dot, which also multiplies in bfloat16, halves the multiply-adds' cost
+    but not the rest of a sample's work: 0.62x bf16 for one stream on a Zen 5 (1.15x at batch 32), so it is there to
+    ask for; so is amx (Intel's AMX tiles: 1.4-1.6x fp32 for 16 or more streams, a third of fp32's speed for one).
+    The choice is the host's, never the batch's: a stream plays the same codes alone as beside others, and one
+    host's live sessions play what its `movenet generate` makes.
+    """
+    return "fp32" if host_is_intel() and 0 < 2 * fp32_weight_bytes <= host_cache_bytes(2) else "bf16"
 
 
 @dataclass
@@ -347,7 +351,7 @@ class FastGenerator:
         fp32's); "bf16dot" (AVX512-BF16 hosts): those weights in pairs of bfloat16 and each product's inputs rounded
         to bfloat16 too, multiplied pair by pair with fp32 sums (vdpbf16ps: half the multiply-adds as well); "amx"
         (CPUs with AMX tiles): the same pairs multiplied in tiles of 16 streams (the work arrays padded to whole
-        tiles; fast for batches, slow for one stream); or "auto": AUTO_PRECISION."""
+        tiles; fast for batches, slow for one stream); or "auto": `auto_precision`'s choice for this host."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "bf16dot" and not host_has_bf16_dot():
@@ -381,7 +385,8 @@ class FastGenerator:
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels], dtype=np.int64))
-        self.precision = AUTO_PRECISION if precision == "auto" else precision
+        fp32_bytes = sum(p.nbytes for p in self.params[2:13])  # as n_weight_bytes counts them
+        self.precision = auto_precision(fp32_bytes) if precision == "auto" else precision
         # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
         wrs = self.params[6]
         self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C

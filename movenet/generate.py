@@ -92,7 +92,7 @@ class TorchEngine:
 
 def make_engine(model: MoveNet, engine: str = "fast", precision: str = "auto") -> Engine:
     """"fast": the compiled FastGenerator, its weights in `precision` ("fp32", "bf16", "bf16dot", "amx", or
-    "auto": fastgen.AUTO_PRECISION); "torch": the reference step loop (fp32)."""
+    "auto": `fastgen.auto_precision`'s for this host); "torch": the reference step loop (fp32)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     return TorchEngine(model) if engine == "torch" else FastGenerator(model, precision)

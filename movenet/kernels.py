@@ -20,6 +20,7 @@ movenet/__pycache__/*.nb[ci] (the functions in fastgen.py that inline these woul
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 from llvmlite import ir
@@ -434,6 +435,39 @@ def host_has_bf16_dot() -> bool:
     """Whether this CPU has vdpbf16ps (AVX512-BF16: AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and
     later), which the uint32-pair tiles need; elsewhere they would not compile."""
     return bool(_host_features().get("avx512bf16"))
+
+
+@functools.cache
+def host_is_intel() -> bool:
+    """Whether this CPU is Intel's (Linux's /proc/cpuinfo; False where it cannot tell)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() == "GenuineIntel"
+    except OSError:
+        pass
+    return False
+
+
+@functools.cache
+def host_cache_bytes(level: int) -> int:
+    """The size of one core's data (or unified) cache of this level, in bytes (Linux's sysfs); 0 where unknown."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            if not entry.startswith("index"):
+                continue
+            with open(os.path.join(base, entry, "level")) as f, open(os.path.join(base, entry, "type")) as g:
+                if int(f.read()) != level or g.read().strip() not in ("Data", "Unified"):
+                    continue
+            with open(os.path.join(base, entry, "size")) as f:
+                size = f.read().strip()  # "2048K"
+            unit = {"K": 1 << 10, "M": 1 << 20}.get(size[-1], 1)
+            return int(size.rstrip("KM")) * unit
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 # The register tiles fit the host's vector registers: AVX-512 has 32 of 16 lanes, AVX2 16 of 8 (each 16-lane

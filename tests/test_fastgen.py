@@ -10,6 +10,7 @@ seeds here meet none, so it checks every sample.
 """
 
 import dataclasses
+import os
 import tracemalloc
 
 import numba
@@ -551,7 +552,28 @@ def test_bf16dot_is_refused_on_a_cpu_without_it(monkeypatch):
     monkeypatch.setattr(fastgen, "host_has_bf16_dot", lambda: False)
     with pytest.raises(ValueError, match="AVX512-BF16"):
         FastGenerator(build(), "bf16dot")
-    assert FastGenerator(build(), "auto").precision == "bf16"
+    assert FastGenerator(build(), "auto").precision in ("fp32", "bf16")
+
+
+def test_auto_is_fp32_on_an_intel_cpu_whose_l2_holds_the_weights_twice_and_bf16_elsewhere(monkeypatch):
+    from movenet import fastgen
+
+    model = build()
+    fp32_bytes = FastGenerator(model, "fp32").n_weight_bytes
+    for intel, l2, want in ((True, 2 * fp32_bytes, "fp32"), (True, 2 * fp32_bytes - 1, "bf16"),
+                            (False, 100 * fp32_bytes, "bf16"), (True, 0, "bf16")):  # 0: the size is unknown
+        monkeypatch.setattr(fastgen, "host_is_intel", lambda intel=intel: intel)
+        monkeypatch.setattr(fastgen, "host_cache_bytes", lambda level, l2=l2: l2 if level == 2 else 10**9)
+        assert FastGenerator(model, "auto").precision == want, (intel, l2)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/devices/system/cpu/cpu0/cache"), reason="no sysfs cache sizes here")
+def test_the_host_cache_sizes_are_read_and_grow_with_the_level():
+    from movenet.kernels import host_cache_bytes
+
+    l1, l2 = host_cache_bytes(1), host_cache_bytes(2)
+    assert 16 << 10 <= l1 < l2  # every x86 core of the last decade: 32-48 KB of L1 data, 0.25-2 MB of L2
+    assert host_cache_bytes(9) == 0
 
 
 needs_amx = pytest.mark.skipif(not host_has_amx(), reason="no AMX tiles on this CPU (or not for this process)")
@@ -582,6 +604,28 @@ def test_amx_gives_the_logits_of_bf16dot_within_the_rounding_of_its_sums(feature
     for b in range(3):  # and so a live server's streams play what generate makes of each alone
         one = tiles.generate(cond.numpy()[b: b + 1], src[b: b + 1, : 4 * c.hop], tiles.init_state(cond[b: b + 1, 0]),
                              1.0, u[b: b + 1])
+        np.testing.assert_array_equal(one[0], together[b])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"] + (["bf16dot"] if host_has_bf16_dot() else []))
+def test_a_stream_plays_the_same_codes_alone_as_beside_others(precision):
+    """One stream's products run inline, a batch's in tiles of several rows (and 5 streams: 4-, then 1-row ones):
+    every output sums its inputs in one order whatever the tile, so `auto`, which never depends on the batch, lets a
+    live server's streams play what generate makes of each alone, bit for bit."""
+    model = build("keypoints", n_labels=0, residual_channels=16, gate_channels=32, skip_channels=16)
+    c = model.config
+    codes, cond, src = movement(model, 4 * c.hop, batch=5, seed=6)
+    gen = FastGenerator(model, precision)
+    logits = gen.teacher_forced_logits(codes.numpy(), cond.numpy(), gen.init_state(cond[:, 0]), src)
+    for b in (0, 4):  # a first row of the 4-row tiles, and the row alone after them
+        alone = gen.teacher_forced_logits(codes.numpy()[b: b + 1], cond.numpy()[b: b + 1],
+                                          gen.init_state(cond[b: b + 1, 0]), src[b: b + 1])
+        np.testing.assert_array_equal(alone[0], logits[b])
+    u = np.random.default_rng(1).random((5, 4 * c.hop))
+    together = gen.generate(cond.numpy(), src, gen.init_state(cond[:, 0]), 1.0, u)
+    assert len(np.unique(together)) > 20  # they play, not a silence that any order would give
+    for b in range(5):
+        one = gen.generate(cond.numpy()[b: b + 1], src[b: b + 1], gen.init_state(cond[b: b + 1, 0]), 1.0, u[b: b + 1])
         np.testing.assert_array_equal(one[0], together[b])
 
 

@@ -87,12 +87,18 @@ def gate(h, z):
             z[b, c] = (p * (qs + ps)) / ((q + q) * qs)
 
 
+def _operands(context, builder, arg_types, arg_values, n_arrays):
+    """An intrinsic's arguments in its code: the first n_arrays as numba's array structs, the rest as int64 values."""
+    arrays = [context.make_array(t)(context, builder, v) for t, v in zip(arg_types[:n_arrays], arg_values)]
+    rest = zip(arg_types[n_arrays:], arg_values[n_arrays:])
+    return arrays + [context.cast(builder, v, t, types.int64) for t, v in rest]
+
+
 @intrinsic
 def _gate_16(typingctx, h, z, b, c):
     """`gate` for z[b, c : c + 16], in 16-lane vectors: the same operations in the same order."""
     def codegen(context, builder, signature, args):
-        h_arr, z_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:2], args[:2]))
-        bv, cv = (context.cast(builder, v, t, types.int64) for v, t in zip(args[2:], signature.args[2:]))
+        h_arr, z_arr, bv, cv = _operands(context, builder, signature.args, args, 2)
         h_row, _ = cgutils.unpack_tuple(builder, h_arr.strides, 2)
         z_row, _ = cgutils.unpack_tuple(builder, z_arr.strides, 2)
         _, half = cgutils.unpack_tuple(builder, z_arr.shape, 2)
@@ -181,8 +187,7 @@ def _gemm_block(typingctx, y, x, w, b0, o0, mr, nr, pf):
     sig = types.void(y, x, w, b0, o0, mr, nr, pf)
 
     def codegen(context, builder, signature, args):
-        y_arr, x_arr, w_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:3], args[:3]))
-        b0v, o0v = (context.cast(builder, v, t, types.int64) for v, t in zip(args[3:5], signature.args[3:5]))
+        y_arr, x_arr, w_arr, b0v, o0v = _operands(context, builder, signature.args[:5], args[:5], 3)
         _emit_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, PF, BF16, PAIRS)
         return context.get_dummy_value()
 
@@ -275,7 +280,7 @@ def _one_row(typingctx, y, x, w):
     sig = types.void(y, x, w)
 
     def codegen(context, builder, signature, args):
-        y_arr, x_arr, w_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
+        y_arr, x_arr, w_arr = _operands(context, builder, signature.args, args, 3)
         _, O = cgutils.unpack_tuple(builder, y_arr.shape, 2)
         zero = ir.Constant(_I64, 0)
         with cgutils.for_range(builder, builder.sdiv(O, ir.Constant(_I64, wide))) as loop:
@@ -384,8 +389,7 @@ def pack_pairs(x, xp):
 def _round_16(typingctx, x, xp, b, k):
     """xp's row b from pair k / 2 on = x[b, k : k + 16] rounded to bfloat16 (vcvtneps2bf16), k even."""
     def codegen(context, builder, signature, args):
-        x_arr, p_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:2], args[:2]))
-        bv, kv = (context.cast(builder, v, t, types.int64) for v, t in zip(args[2:], signature.args[2:]))
+        x_arr, p_arr, bv, kv = _operands(context, builder, signature.args, args, 2)
         x_row, x_col = cgutils.unpack_tuple(builder, x_arr.strides, 2)
         p_row, _ = cgutils.unpack_tuple(builder, p_arr.strides, 2)
         i8p = ir.IntType(8).as_pointer()
@@ -690,7 +694,7 @@ def _amx_product(typingctx, y, xp, w):
         return None
 
     def codegen(context, builder, signature, args):
-        y_arr, x_arr, w_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
+        y_arr, x_arr, w_arr = _operands(context, builder, signature.args, args, 3)
         R, O = cgutils.unpack_tuple(builder, y_arr.shape, 2)
         K, _ = cgutils.unpack_tuple(builder, w_arr.shape, 2)
         y_row, _ = cgutils.unpack_tuple(builder, y_arr.strides, 2)
@@ -789,8 +793,7 @@ def max_16(typingctx, x, start, n):
     """The largest of x[start : start + 16 n] (float32, n >= 1): 16 lanes at a time, then across the lanes (any
     order gives the same maximum of numbers)."""
     def codegen(context, builder, signature, args):
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        s0, nv = (context.cast(builder, v, t, types.int64) for v, t in zip(args[1:], signature.args[1:]))
+        arr, s0, nv = _operands(context, builder, signature.args, args, 1)
         def at(i):
             return builder.bitcast(builder.gep(arr.data, [builder.add(s0, builder.mul(i, ir.Constant(_I64, LANES)))]),
                                    _VEC.as_pointer())
@@ -814,8 +817,7 @@ _DVEC, _QVEC = ir.VectorType(_F64, 8), ir.VectorType(_I64, 8)
 def _exp_8(typingctx, x, out, i):
     """out[i : i + 8] = exp(x[i : i + 8]): `exp_nonpositive`'s steps in 8-lane float64 vectors."""
     def codegen(context, builder, signature, args):
-        x_arr, o_arr = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:2], args[:2]))
-        iv = context.cast(builder, args[2], signature.args[2], types.int64)
+        x_arr, o_arr, iv = _operands(context, builder, signature.args, args, 2)
         ptr = lambda arr: builder.bitcast(builder.gep(arr.data, [iv]), _DVEC.as_pointer())  # noqa: E731
         d = lambda v: ir.Constant(_DVEC, [float(v)] * 8)  # noqa: E731
         q = lambda v: ir.Constant(_QVEC, [int(v)] * 8)  # noqa: E731

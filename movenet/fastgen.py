@@ -385,8 +385,8 @@ class FastGenerator:
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels], dtype=np.int64))
-        fp32_bytes = sum(p.nbytes for p in self.params[2:13])  # as n_weight_bytes counts them
-        self.precision = auto_precision(fp32_bytes) if precision == "auto" else precision
+        # auto goes by the fp32 weights' bytes: the params are still all fp32 here
+        self.precision = auto_precision(self.n_weight_bytes) if precision == "auto" else precision
         # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
         wrs = self.params[6]
         self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C

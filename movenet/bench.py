@@ -21,6 +21,7 @@ from movenet.audio import SAMPLE_RATE, SILENCE
 from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
+from movenet.int8 import host_has_vnni
 from movenet.kernels import host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel, matmul, tile_rows
 from movenet.model import ModelConfig, MoveNet
 from movenet.movement import Movement, condition
@@ -65,7 +66,7 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
       generating 5 frames per call for >= `seconds` after a warm-up, streams in lockstep on `threads` threads;
     - "reference": the PyTorch loop (`MoveNet.step` + `sample_inverse_cdf`, one stream) for `reference_seconds`,
       the same-run yardstick: "speedup" is one fast stream over it, robust to a busy machine where absolute rates
-      are not;
+      are not; "over_fp32": each compact precision's rate over fp32's at the same batch size, in this run;
     - "long": `long_seconds` of audio (default 10 min) for one stream from a video's frames, chunk by chunk with
       `generate.generate_chunks`, then decoded and written as a WAV, in a fresh process: the resident memory before
       generating (Python, torch, numba, the model and the video's frames), the peak up to the end of generation,
@@ -87,7 +88,8 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         excitation = Excitation.of(config)
         source1 = None if excitation is None else excitation.render(part.controls[None], SourceState.silent(1))
         precisions = (("fp32", "bf16") + (("bf16dot",) if host_has_bf16_dot() else ())
-                      + (("amx",) if host_has_amx() and _whole_tiles(config) else ()))
+                      + (("amx",) if host_has_amx() and _whole_tiles(config) else ())
+                      + (("int8",) if host_has_vnni() and config.gate_channels % 32 == 0 else ()))
         gens = {precision: FastGenerator(model, precision) for precision in precisions}
         roofline = _roofline({p: g.n_weight_bytes for p, g in gens.items()}, 2 * gen.macs_per_sample, seconds)
         results = {
@@ -142,6 +144,11 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         one = [r for r in results["fast"] if r["batch"] == 1 and r["precision"] == "fp32"]
         if one:
             results["speedup"] = round(one[0]["samples_per_s"] / ref_rate, 1)
+        # each compact precision against fp32 at the same batch size, measured in this run
+        fp32 = {r["batch"]: r["samples_per_s"] for r in results["fast"] if r["precision"] == "fp32"}
+        results["over_fp32"] = {f"batch {B}": {r["precision"]: round(r["samples_per_s"] / fp32[B], 2)
+                                               for r in results["fast"] if r["batch"] == B and r["precision"] != "fp32"}
+                                for B in fp32}
         results["load_average_after"] = os.getloadavg()
     finally:
         os.sched_setaffinity(0, old_affinity)
@@ -169,7 +176,8 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
     weights' size over and over (where they live between samples: L2 or L3) for each weight type, and the peak of
     the engine's own register-tiled product on operands in L1 with the multiply instruction each type uses (fp32
     FMA for fp32 and bf16, whose weights are widened to fp32; vdpbf16ps for bf16dot; AMX tiles for amx, on 32
-    rows)."""
+    rows; vpdpbusd for int8, its inputs already quantized, counting a multiply-add of bytes as 2 operations)."""
+    from movenet.int8 import int8_acc, pack_quads, to_int8_quads
     from movenet.kernels import WIDE_TILES, aligned, matmul_acc, to_amx_pairs, to_bf16_pairs
 
     out = {"tiles": "avx512" if WIDE_TILES else "avx2"}
@@ -187,11 +195,17 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
     operands = {"fp32": (x, w)}
     if "bf16dot" in weight_bytes:
         operands["bf16dot"] = (to_bf16_pairs(x.T).T.copy(), to_bf16_pairs(w))  # 64 pairs: the same 128 x 128 MACs
+    if "int8" in weight_bytes:
+        quads = np.zeros((rows, 128 // 4 + 1), np.uint32)
+        pack_quads(x, quads)
+        operands["int8"] = (quads, to_int8_quads(w))
     peak = {}
     for kind, (a, b) in operands.items():
+        product = int8_acc if kind == "int8" else matmul_acc
+
         def products():
             for _ in range(n):
-                matmul_acc(y, a, b)
+                product(y, a, b)
 
         peak[kind] = round(max(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0) / 3) for _ in range(3))
                            / 1e9, 1)

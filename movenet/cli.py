@@ -259,25 +259,34 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _precision(value: str) -> str:
-    """--precision, with bf16dot and amx refused at once on a CPU that cannot run them."""
+    """--precision, with bf16dot, amx and int8 refused at once on a CPU that cannot run them."""
+    from movenet.int8 import host_has_vnni
     from movenet.kernels import host_has_amx, host_has_bf16_dot
 
     if value == "bf16dot" and not host_has_bf16_dot():
         raise argparse.ArgumentTypeError("bf16dot needs a CPU with AVX512-BF16 and this one has none: use bf16")
+    if value == "int8" and not host_has_vnni():
+        raise argparse.ArgumentTypeError("int8 needs a CPU with AVX512-VNNI (AMD Zen 4 or later, Intel Cascade Lake "
+                                         "or later) and this one has none: use bf16")
     if value == "amx" and not host_has_amx():
         raise argparse.ArgumentTypeError("amx needs a CPU with AMX tiles (Intel Sapphire Rapids or later) and this one "
                                          "has none: use bf16")
     return value
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx", "int8")  # fastgen's, named here: the parser loads no numba
+
+
 def _add_precision(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", type=_precision, choices=("auto", "fp32", "bf16", "bf16dot", "amx"),
-                   default="auto",
+    p.add_argument("--precision", type=_precision, choices=PRECISIONS, default="auto",
                    help="the compiled engine's weights: bf16 halves the bytes each sample reads (multiplied in fp32); "
                         "bf16dot (CPUs with AVX512-BF16) also multiplies in bfloat16 pairs with fp32 sums; amx (Intel "
                         "CPUs with AMX tiles) multiplies those pairs 16 streams at a time (fastest for 16 or more "
-                        "streams, slow for one); auto picks the faster for one stream of fp32 and bf16 on this CPU "
-                        "(fp32 on Intel CPUs whose L2 holds the fp32 weights twice over, bf16 elsewhere)")
+                        "streams, slow for one); int8 (CPUs with AVX512-VNNI) multiplies 8-bit weights and inputs, "
+                        "scaled per column and per row, with integer sums (the fastest for batches where there are "
+                        "no AMX tiles; its samples' pitch and loudness match fp32's); auto picks the faster for one "
+                        "stream of fp32 and bf16 on this CPU (fp32 on Intel CPUs whose L2 holds the fp32 weights "
+                        "twice over, bf16 elsewhere)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,11 +23,14 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import torch
+from numba import types
+from numba.extending import overload
 
 from movenet.audio import SILENCE
 from movenet.controls import SILENT_AMPLITUDE, loudness_channel
-from movenet.kernels import (aligned, gate, host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel, matmul,
-                             prefetch, tile_rows, to_amx_pairs, to_bf16, to_bf16_pairs)
+from movenet.kernels import (aligned, columns, gate, host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel,
+                             matmul, prefetch, tile_rows, to_amx_pairs, to_bf16, to_bf16_pairs)
+from movenet.int8 import gated_quads, host_has_vnni, int8_acc, pack_quads, to_int8_quads
 from movenet.model import MoveNet
 from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
 
@@ -52,11 +55,14 @@ def _scratch(params, B):
     logits = np.empty((B, Q), np.float32)
     cdf = np.empty((2, Q), np.float64)  # the sampler's scratch
     bits = np.empty((2, Q), np.int64)
-    # each product's inputs rounded to pairs of bfloat16 for weights in pairs (kernels.matmul; unused otherwise)
-    widest = max(C, shape[1], wrs.shape[1], w1.shape[0], w2.shape[0], wd_past.shape[1], wd_source.shape[1],
-                 wd_input.shape[1])
+    # each product's inputs rounded to pairs of bfloat16, or quantized to quads of bytes, for weights so stored
+    # (kernels.matmul; unused for fp32 and bf16): room for the widest input, with some to spare
+    widest = max(C, shape[1], G // 2, S)
     pairs = np.zeros((B, widest + 16), np.uint32)
-    return xs, h, z, hc, a, h1, logits, cdf, bits, pairs
+    # int8's quantized rows (movenet.int8; unused otherwise): the source, a layer's input, z; the past taps' slots
+    quads = (np.zeros((B, shape[1] // 4 + 2), np.uint32), np.zeros((B, C // 4 + 2), np.uint32),
+             np.zeros((B, G // 8 + 2), np.uint32), np.zeros(max(shape[0] - 1, 1), np.int64))
+    return xs, h, z, hc, a, h1, logits, cdf, bits, pairs, quads
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -85,27 +91,12 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     streams beside it.
     """
     in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
-    xs, h, z, hc, a, h1, logits, cdf, bits, pairs = work
+    xs, h, z, hc, a, h1, logits, cdf, bits, pairs, quads = work
     B = prev.shape[0]
     L = bd.shape[0]
     C, S = in_bias.shape[0], bs.shape[0]
     k, E = shape[0], shape[1]
-    n_in = input_codes.shape[1]
-    # input convolution of the embedded codes = a sum of table rows (embedding and convolution folded)
-    for b in range(B):
-        for c in range(C):
-            xs[b, c] = in_bias[c]
-        for j in range(n_in):
-            code = input_codes[b, (t - n_in + j) % n_in]
-            for c in range(C):
-                xs[b, c] += in_tables[j, code, c]
-        code = prev[b]
-        for c in range(C):
-            xs[b, c] += in_tables[n_in, code, c]
-        if n_in:
-            input_codes[b, t % n_in] = code
-        for c in range(S):
-            xs[b, C + c] = bs[c]
+    _embed(t, params, prev, input_codes, xs)
     _copy(hc, h)
     _independent_part(0, t, params, source, buffers, h, pairs)
     for l in range(L):
@@ -135,16 +126,101 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
         if l < L - 1:
             matmul(xs, z, wrs[l], pairs)  # x += W_r z, skip += W_s z in one product (+ b_r: above, next layer)
         else:  # the last layer's residual output goes nowhere
-            matmul(xs[:, C:], z, wrs[l, :, C:], pairs)
-    # head: ReLU -> Linear(S, S) -> ReLU -> Linear(S, Q)
-    for b in range(B):
+            matmul(xs[:, C:], z, columns(wrs[l], C, C + S), pairs)
+    _head(params, xs, a, h1, logits, pairs)
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _forward_int8(t, params, prev, source, input_codes, buffers, work):
+    """`_forward` for int8 weights (movenet.int8): the same network, each layer in three steps: its input (the
+    residual stream plus the bias of the layer before) quantized once, the fused pass (`int8.gated_quads`: the past
+    taps from the ring, which holds quantized inputs, the source quantized once a sample, this input; the gate; z
+    as bytes), then the residual and skip product. The input enters the ring after the pass, which read the past
+    tap in its slot. buffers: uint32 [B, H, C/4 + 1], each ring row a quantized input."""
+    in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
+    xs, h, z, hc, a, h1, logits, cdf, bits, pairs, quads = work
+    source_q, input_q, zq, past_slots = quads
+    B = prev.shape[0]
+    L = bd.shape[0]
+    C, S = in_bias.shape[0], bs.shape[0]
+    k, E = shape[0], shape[1]
+    words = buffers.shape[2]
+    _embed(t, params, prev, input_codes, xs)
+    if E:
+        pack_quads(source, source_q)
+    for l in range(L):
+        d = dilations[l]
+        n = (k - 1) * d
+        if l:
+            for b in range(B):
+                for c in range(C):
+                    xs[b, c] += br[l - 1, c]
+        pack_quads(xs[:, :C], input_q)
+        for j in range(k - 1):  # oldest first
+            past_slots[j] = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
+        gated_quads(hc[l, :B], buffers, past_slots, source_q, input_q, wd_past[l], wd_source[l], wd_input[l], zq)
+        slot = offsets[l] + _wrap(t, n)
+        for b in range(B):
+            for w in range(words):
+                buffers[b, slot, w] = input_q[b, w]
+        if l < L - 1:
+            int8_acc(xs, zq, wrs[l])
+        else:  # the last layer's residual output goes nowhere
+            int8_acc(xs[:, C:], zq, columns(wrs[l], C, C + S))
+    _head(params, xs, a, h1, logits, pairs)
+
+
+def _step(t, params, prev, source, input_codes, buffers, work):
+    """The logits of target t: `_forward`, or `_forward_int8` for int8 weights. Compiled code only."""
+    raise NotImplementedError("fastgen._step runs inside compiled code")
+
+
+@overload(_step, inline="always", jit_options={"cache": True, "error_model": "numpy"})
+def _step_for(t, params, prev, source, input_codes, buffers, work):
+    if params[4].dtype == types.int8:
+        return lambda t, params, prev, source, input_codes, buffers, work: _forward_int8(
+            t, params, prev, source, input_codes, buffers, work)
+    return lambda t, params, prev, source, input_codes, buffers, work: _forward(
+        t, params, prev, source, input_codes, buffers, work)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _embed(t, params, prev, input_codes, xs):
+    """xs = [the input convolution of the embedded codes | the skip biases' sum] for every stream, and prev enters
+    input_codes' ring. The embedding and the convolution are folded: the input is a sum of table rows."""
+    in_tables, in_bias, bs = params[0], params[1], params[8]
+    C, S = in_bias.shape[0], bs.shape[0]
+    n_in = input_codes.shape[1]
+    for b in range(prev.shape[0]):
+        for c in range(C):
+            xs[b, c] = in_bias[c]
+        for j in range(n_in):
+            code = input_codes[b, (t - n_in + j) % n_in]
+            for c in range(C):
+                xs[b, c] += in_tables[j, code, c]
+        code = prev[b]
+        for c in range(C):
+            xs[b, c] += in_tables[n_in, code, c]
+        if n_in:
+            input_codes[b, t % n_in] = code
+        for c in range(S):
+            xs[b, C + c] = bs[c]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _head(params, xs, a, h1, logits, pairs):
+    """logits = the head of the skip sums in xs[:, C:]: ReLU -> Linear(S, S) -> ReLU -> Linear(S, Q)."""
+    w1, b1, w2, b2 = params[9], params[10], params[11], params[12]
+    S = b1.shape[0]
+    C = xs.shape[1] - S
+    for b in range(a.shape[0]):
         for c in range(S):
             a[b, c] = max(xs[b, C + c], np.float32(0))
             h1[b, c] = b1[c]
         for q in range(logits.shape[1]):
             logits[b, q] = b2[q]
     matmul(h1, a, w1, pairs)
-    for b in range(B):
+    for b in range(a.shape[0]):
         for c in range(S):
             h1[b, c] = max(h1[b, c], np.float32(0))
     matmul(logits, h1, w2, pairs)
@@ -176,7 +252,7 @@ def _independent_part(l, t, params, source, buffers, h, pairs):
     hl = h[l]
     for j in range(k - 1):  # oldest first
         slot = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
-        matmul(hl, buffers[:, slot], wd_past[l, j * C: (j + 1) * C], pairs)
+        matmul(hl, buffers[:, slot], wd_past[l, j], pairs)
     if E:
         matmul(hl, source, wd_source[l], pairs)
     if n:  # the oldest tap of the next step: a row last touched n steps ago, likely out of L1/L2 by now
@@ -200,7 +276,7 @@ def _generate(params, cond, source, t0, hop, temperature, spread, gate, u, prev,
         t = t0 + i
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[3])
-        _forward(t, params, prev, source[:, i], input_codes, buffers, work)
+        _step(t, params, prev, source[:, i], input_codes, buffers, work)
         for b in range(B):
             code = sample_row(logits[b], temperature[b], spread[b], u[b, i], cdf, bits)
             if gate >= 0 and source[b, i, gate] < SILENT_AMPLITUDE:
@@ -230,7 +306,7 @@ def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buf
         t = t0 + i
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[3])
-        _forward(t, params, prev, source[:, i], input_codes, buffers, work)
+        _step(t, params, prev, source[:, i], input_codes, buffers, work)
         out[:, i] = logits[:B]
         for b in range(B):
             prev[b] = codes[b, i]
@@ -245,7 +321,7 @@ def _init_buffers(params, cond0, buffers):
     L = bd.shape[0]
     C = in_bias.shape[0]
     k = shape[0]
-    xs, h, z, hc, a, h1, logits, cdf, bits, pairs = _scratch(params, B)
+    xs, h, z, hc, a, h1, logits, cdf, bits, pairs, quads = _scratch(params, B)
     _set_frame(params, cond0, hc)
     for b in range(B):
         for c in range(C):
@@ -257,23 +333,44 @@ def _init_buffers(params, cond0, buffers):
     for l in range(L):
         n = (k - 1) * dilations[l]
         off = offsets[l]
-        for b in range(B):
-            for s in range(n):
-                buffers[b, off + s] = xs[b, :C]
+        _fill_ring(buffers, off, n, xs[:, :C], quads[1])
         hl = h[l]
         for j in range(k - 1):  # every tap holds the same input; no source before the clip
-            matmul(hl, xs[:, :C], wd_past[l, j * C: (j + 1) * C], pairs)
+            matmul(hl, xs[:, :C], wd_past[l, j], pairs)
         matmul(hl, xs[:, :C], wd_input[l], pairs)
         gate(hl, z)
-        matmul(xs[:, :C], z, wrs[l, :, :C], pairs)
+        matmul(xs[:, :C], z, columns(wrs[l], 0, C), pairs)
         for b in range(B):
             for c in range(C):
                 xs[b, c] += br[l, c]
 
 
+def _fill_ring(buffers, start, n, x, scratch):
+    """buffers[b, start : start + n] = x[b] for every stream: x's rows float32, or quantized where the ring holds
+    quads (int8's uint32 rings; `scratch` takes them first). Compiled code only."""
+    raise NotImplementedError("fastgen._fill_ring runs inside compiled code")
+
+
+@overload(_fill_ring, inline="always", jit_options={"cache": True, "error_model": "numpy"})
+def _fill_ring_for(buffers, start, n, x, scratch):
+    if buffers.dtype == types.uint32:
+        def quantized(buffers, start, n, x, scratch):
+            pack_quads(x, scratch)
+            for b in range(x.shape[0]):
+                for s in range(n):
+                    buffers[b, start + s] = scratch[b, : buffers.shape[2]]
+        return quantized
+
+    def plain(buffers, start, n, x, scratch):
+        for b in range(x.shape[0]):
+            for s in range(n):
+                buffers[b, start + s] = x[b]
+    return plain
+
+
 # -- the Python side ------------------------------------------------------------------------------------------------
 
-PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx", "int8")
 
 
 def auto_precision(fp32_weight_bytes: int) -> str:
@@ -293,6 +390,21 @@ def auto_precision(fp32_weight_bytes: int) -> str:
     return "fp32" if host_is_intel() and 0 < 2 * fp32_weight_bytes <= host_cache_bytes(2) else "bf16"
 
 
+def _int8_params(params: tuple) -> tuple:
+    """The fp32 params with the matrices quantized for precision int8 (movenet.int8), all but the logits' own
+    product (w2, 6% of the multiply-adds), which stays in fp32. Quantized, it alone moved the shipped model's
+    logits 15 times as far from fp32's as all the other products together (KL per sample 0.014 against 0.0009); in
+    bfloat16 pairs, half as far again as they do (0.0004), for no speed that a batch of 32 showed."""
+    params = list(params)
+    for i in FastGenerator.MATRICES:
+        if i != OUTPUT_MATRIX:
+            params[i] = to_int8_quads(params[i])
+    return tuple(params)
+
+
+OUTPUT_MATRIX = 11  # w2 in FastGenerator.params
+
+
 @dataclass
 class FastState:
     """Everything generation carries from one sample to the next, batch-first numpy arrays (cf. `model.State`)."""
@@ -302,6 +414,7 @@ class FastState:
     input_codes: np.ndarray  # int64 [B, input_kernel - 1]: earlier inputs, input position p at slot p % (k_in - 1)
     buffers: np.ndarray  # float32 [B, H, C_res]: layer l's ring at rows offsets[l] : offsets[l] + (k-1) d_l,
     #                     input position p at slot p % ((k-1) d_l), as State.buffers[l]; H = sum of histories
+    #                     (int8: uint32 [B, H, C_res / 4 + 1], each row the input quantized, movenet.int8)
 
     @property
     def batch_size(self) -> int:
@@ -326,9 +439,9 @@ class FastGenerator:
 
         in_tables  [k_in, Q, C]   embedding folded into the input convolution: tap j of code c is in_tables[j, c]
         in_bias    [C]
-        wd_past    [L, (k-1)*C, G]  dilated convolutions (DilatedCausalConv.linear.weight.T), split by input: the
-        wd_source  [L, E, G]        past taps oldest first, the source at the current sample, and the current
-        wd_input   [L, C, G]        sample's input (summed in that order: `_forward` says why)
+        wd_past    [L, k-1, C, G] dilated convolutions (DilatedCausalConv.linear.weight.T), split by input: the
+        wd_source  [L, E, G]      past taps oldest first, the source at the current sample, and the current
+        wd_input   [L, C, G]      sample's input (summed in that order: `_forward` says why)
         bd         [L, G]         their biases, added to the frame's conditioning once per frame
         wrs        [L, G/2, C+S]  residual and skip 1x1 convolutions side by side
         br         [L, C]         residual biases
@@ -356,11 +469,17 @@ class FastGenerator:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "bf16dot" and not host_has_bf16_dot():
             raise ValueError("precision bf16dot needs a CPU with AVX512-BF16 (this one has none): use bf16 or fp32")
+        if precision == "int8" and not host_has_vnni():
+            raise ValueError("precision int8 needs a CPU with AVX512-VNNI (AMD Zen 4 or later, Intel Cascade Lake or "
+                             "later) and this one has none: use bf16 or fp32")
         if precision == "amx" and not host_has_amx():
             raise ValueError("precision amx needs a CPU with AMX tiles (Intel Sapphire Rapids or later) and this one "
                              "has none: use bf16 or fp32")
         self.config = c = model.config
         C, G = c.residual_channels, c.gate_channels
+        if precision == "int8" and (G % 32 or c.kernel_size < 2):
+            raise ValueError("precision int8 needs gate channels in multiples of 32 and a kernel size of 2 or more "
+                             "(its fused layer's vectors and rings): use bf16 or fp32 for this model")
         if precision == "amx" and any(n % 16 for n in (G, C + c.skip_channels, c.skip_channels, c.n_classes)):
             raise ValueError("precision amx needs gate, skip and residual + skip channels and classes in multiples "
                              "of 16 (its tiles' columns): use bf16 or fp32 for this model")
@@ -379,7 +498,8 @@ class FastGenerator:
         self.n_history = int(sum(histories))
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
         past, now = (c.kernel_size - 1) * C, c.kernel_size * C  # wd's rows: taps oldest first, then the source
-        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd[:, :past]), f32(wd[:, now:]),
+        taps = wd[:, :past].reshape(c.n_layers, c.kernel_size - 1, C, G)
+        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(taps), f32(wd[:, now:]),
                        f32(wd[:, past:now]), f32(bd), f32(wrs), f32(br),
                        f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
@@ -390,7 +510,9 @@ class FastGenerator:
         # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
         wrs = self.params[6]
         self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C
-        if self.precision != "fp32":
+        if self.precision == "int8":
+            self.params = _int8_params(self.params)
+        elif self.precision != "fp32":
             compact = {"bf16": to_bf16, "bf16dot": to_bf16_pairs, "amx": to_amx_pairs}[self.precision]
             params = list(self.params)
             for i in self.MATRICES:
@@ -419,7 +541,10 @@ class FastGenerator:
         self._check_cond(cond0[:, None], cond0.shape[0], 1, "cond0[:, None]")
         B = cond0.shape[0]
         c = self.config
-        buffers = np.empty((B, self.n_history, c.residual_channels), np.float32)
+        if self.precision == "int8":  # each ring row a quantized input: C/4 quads and the scale (movenet.int8)
+            buffers = np.empty((B, self.n_history, -(-c.residual_channels // 4) + 1), np.uint32)
+        else:
+            buffers = np.empty((B, self.n_history, c.residual_channels), np.float32)
         _init_buffers(self.params, cond0, buffers)
         return FastState(t=0, prev_codes=np.full(B, SILENCE, np.int64),
                          input_codes=np.full((B, c.input_kernel - 1), SILENCE, np.int64), buffers=buffers)

@@ -87,6 +87,29 @@ def gate(h, z):
             z[b, c] = (p * (qs + ps)) / ((q + q) * qs)
 
 
+def _emit_gate(builder, filter_, gate_):
+    """tanh(filter_) * sigmoid(gate_) for two 16-lane float32 vectors, as `gate` computes it: p (q' + p') / (2 q q')
+    from the rational functions of filter_ (p / q) and gate_ / 2 (p' / q')."""
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+    splat = lambda v: ir.Constant(_VEC, [float(v)] * LANES)  # noqa: E731
+
+    def rational(x):
+        x = builder.select(builder.fcmp_ordered(">", x, splat(-_CLAMP)), x, splat(-_CLAMP))
+        x = builder.select(builder.fcmp_ordered("<", x, splat(_CLAMP)), x, splat(_CLAMP))
+        x2 = builder.fmul(x, x)
+        p = splat(_A13)
+        for a in (_A11, _A9, _A7, _A5, _A3, _A1):
+            p = builder.call(fma, [p, x2, splat(a)])
+        q = splat(_B6)
+        for a in (_B4, _B2, _B0):
+            q = builder.call(fma, [q, x2, splat(a)])
+        return builder.fmul(p, x), q
+
+    p, q = rational(filter_)
+    ps, qs = rational(builder.fmul(splat(_HALF), gate_))
+    return builder.fdiv(builder.fmul(p, builder.fadd(qs, ps)), builder.fmul(builder.fadd(q, q), qs))
+
+
 def _operands(context, builder, arg_types, arg_values, n_arrays):
     """An intrinsic's arguments in its code: the first n_arrays as numba's array structs, the rest as int64 values."""
     arrays = [context.make_array(t)(context, builder, v) for t, v in zip(arg_types[:n_arrays], arg_values)]
@@ -110,25 +133,8 @@ def _gate_16(typingctx, h, z, b, c):
             return builder.bitcast(builder.gep(base, [builder.add(builder.mul(bv, row), builder.mul(col, four))]),
                                    _VEC.as_pointer())
 
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-        splat = lambda v: ir.Constant(_VEC, [float(v)] * LANES)  # noqa: E731
-
-        def rational(x):
-            x = builder.select(builder.fcmp_ordered(">", x, splat(-_CLAMP)), x, splat(-_CLAMP))
-            x = builder.select(builder.fcmp_ordered("<", x, splat(_CLAMP)), x, splat(_CLAMP))
-            x2 = builder.fmul(x, x)
-            p = splat(_A13)
-            for a in (_A11, _A9, _A7, _A5, _A3, _A1):
-                p = builder.call(fma, [p, x2, splat(a)])
-            q = splat(_B6)
-            for a in (_B4, _B2, _B0):
-                q = builder.call(fma, [q, x2, splat(a)])
-            return builder.fmul(p, x), q
-
-        p, q = rational(builder.load(at(h_arr, h_row, cv), align=4))
-        ps, qs = rational(builder.fmul(splat(_HALF), builder.load(at(h_arr, h_row, builder.add(cv, half)), align=4)))
-        out = builder.fdiv(builder.fmul(p, builder.fadd(qs, ps)), builder.fmul(builder.fadd(q, q), qs))
-        builder.store(out, at(z_arr, z_row, cv), align=4)
+        filter_, gate_ = (builder.load(at(h_arr, h_row, col), align=4) for col in (cv, builder.add(cv, half)))
+        builder.store(_emit_gate(builder, filter_, gate_), at(z_arr, z_row, cv), align=4)
         return context.get_dummy_value()
 
     return types.void(h, z, b, c), codegen
@@ -580,6 +586,13 @@ def matmul(y, x, w, pairs):
 
 @overload(matmul, inline="always", jit_options={"cache": True, "error_model": "numpy"})
 def _matmul(y, x, w, pairs):
+    if w.dtype == types.int8:  # int8 quads (movenet.int8): x's rows quantized into `pairs`, then multiplied
+        from movenet.int8 import int8_acc, pack_quads
+
+        def with_quads(y, x, w, pairs):
+            pack_quads(x, pairs)
+            int8_acc(y, pairs, w)
+        return with_quads
     if w.dtype == types.int32:  # AMX tiles (`to_amx_pairs`): y's rows are a multiple of 16
         def with_tiles(y, x, w, pairs):
             pack_pairs(x, pairs)
@@ -597,6 +610,18 @@ def _matmul(y, x, w, pairs):
         else:
             matmul_acc(y, x, w)
     return plain
+
+
+def columns(w, start, stop):
+    """The weight matrix w's columns start .. stop - 1 (a view), whatever its layout. Compiled code only."""
+    raise NotImplementedError("kernels.columns runs inside compiled code")
+
+
+@overload(columns, inline="always", jit_options={"cache": True, "error_model": "numpy"})
+def _columns_of(w, start, stop):
+    if w.dtype == types.int8:  # 4 bytes a column
+        return lambda w, start, stop: w[:, 4 * start: 4 * stop]
+    return lambda w, start, stop: w[:, start:stop]
 
 
 # -- AMX tiles ----------------------------------------------------------------------------------------------------
@@ -788,6 +813,16 @@ def exp_nonpositive(x, out, bits):
         out[i] = out[i] * scale[0, i] * scale[1, i]
 
 
+def _largest_lane(builder, v):
+    """The largest of a 16-lane float32 vector's lanes, as a tree of 4 vector maxima (llvm.vector.reduce.fmax
+    becomes 15 dependent scalar steps, each checking for NaN: ~75 cycles where this takes ~15)."""
+    for width in (8, 4, 2, 1):
+        other = builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
+                                       ir.Constant(_I32_VEC, [(i + width) % LANES for i in range(LANES)]))
+        v = builder.select(builder.fcmp_ordered(">", other, v), other, v)
+    return builder.extract_element(v, ir.Constant(_I32, 0))
+
+
 @intrinsic
 def max_16(typingctx, x, start, n):
     """The largest of x[start : start + 16 n] (float32, n >= 1): 16 lanes at a time, then across the lanes (any
@@ -802,9 +837,7 @@ def max_16(typingctx, x, start, n):
         with cgutils.for_range(builder, nv) as loop:
             v, m = builder.load(at(loop.index), align=4), builder.load(top)
             builder.store(builder.select(builder.fcmp_ordered(">", v, m), v, m), top)
-        reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_VEC]),
-                                                "llvm.vector.reduce.fmax.v16f32")
-        return builder.call(reduce, [builder.load(top)])
+        return _largest_lane(builder, builder.load(top))
 
     return types.float32(x, start, n), codegen
 

@@ -189,7 +189,7 @@ def _join(state: FastState, joined: FastState, positions: list[int]) -> FastStat
     B = state.batch_size + joined.batch_size
     old = [i for i in range(B) if i not in set(positions)]
     out = FastState(state.t, np.empty(B, np.int64), np.empty((B, *state.input_codes.shape[1:]), np.int64),
-                    np.empty((B, *state.buffers.shape[1:]), np.float32))
+                    np.empty((B, *state.buffers.shape[1:]), state.buffers.dtype))
     for name in ("prev_codes", "input_codes", "buffers"):
         getattr(out, name)[old] = getattr(state, name)
         getattr(out, name)[positions] = getattr(joined, name)

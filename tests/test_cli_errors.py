@@ -97,6 +97,15 @@ def test_bf16dot_on_a_cpu_without_it_is_refused_by_the_parser_in_one_line(cli_ru
     assert code == 2 and "argument --precision" in one_line(err) and "AVX512-BF16" in err
 
 
+def test_int8_on_a_cpu_without_vnni_is_refused_by_the_parser_in_one_line(cli_run, monkeypatch):
+    from movenet import fastgen, int8
+
+    monkeypatch.setattr(int8, "host_has_vnni", lambda: False)
+    code, out, err = cli_run("generate", "m.pt", "v.mp4", "-o", "o.wav", "--precision", "int8")
+    assert code == 2 and "argument --precision" in one_line(err) and "AVX512-VNNI" in err
+    assert cli.PRECISIONS == fastgen.PRECISIONS  # the parser names the engine's precisions without importing it
+
+
 def test_good_numbers_still_parse():
     args = cli.build_parser().parse_args(["prepare", "s", "o", "--fps", "30", "--sample-rate", "24000",
                                           "--size", "128", "--workers", "1", "--min-seconds", "0",

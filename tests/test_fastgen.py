@@ -640,17 +640,18 @@ def test_amx_is_refused_where_the_cpu_has_none_or_the_model_has_no_whole_tiles(m
         FastGenerator(build(), "amx")
 
 
-def test_bf16_samples_follow_the_same_statistics_as_fp32(tmp_path):
+def test_compact_samples_follow_the_same_statistics_as_fp32(tmp_path):
     """The shipped model on held-out synthetic dancers: pitch accuracy and loudness following of bf16's audio (and
-    bf16dot's and amx's, where the CPU has them) within sampling noise of fp32's (the same seeds, two per clip;
-    samples part ways after the first rounding flip)."""
+    bf16dot's, amx's and int8's, where the CPU has them) within sampling noise of fp32's (the same seeds, two per
+    clip; samples part ways after the first rounding flip)."""
+    from movenet.int8 import host_has_vnni
     from movenet import checkpoint, demo, metrics, pose, synth, video
     from movenet.generate import generate_audio
     from movenet.movement import read_movement
 
     loaded = checkpoint.load(demo.SHIPPED)
     scores = ({"fp32": [], "bf16": []} | ({"bf16dot": []} if host_has_bf16_dot() else {})
-              | ({"amx": []} if host_has_amx() else {}))
+              | ({"amx": []} if host_has_amx() else {}) | ({"int8": []} if host_has_vnni() else {}))
     for clip in synth.write_dataset(tmp_path, n_clips=3, seconds=6.0, seed=321, progress=False):
         sidecar = pose.read_sidecar(clip)
         movement = read_movement(clip, loaded.inputs)

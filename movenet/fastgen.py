@@ -226,6 +226,19 @@ def _head(params, xs, a, h1, logits, pairs):
     matmul(logits, h1, w2, pairs)
 
 
+def _tap(wd_past, l, j, rows):
+    """Layer l's weights of past tap j: its `rows` rows of the 3-D wd_past, or the matrix wd_past[l, j] of int8's
+    4-D one. Compiled code only."""
+    raise NotImplementedError("fastgen._tap runs inside compiled code")
+
+
+@overload(_tap, inline="always", jit_options={"cache": True, "error_model": "numpy"})
+def _tap_of(wd_past, l, j, rows):
+    if wd_past.ndim == 4:
+        return lambda wd_past, l, j, rows: wd_past[l, j]
+    return lambda wd_past, l, j, rows: wd_past[l, j * rows: (j + 1) * rows]
+
+
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _wrap(i, n):
     """i % n (Python's: from 0 to n - 1, negative i too) for n > 0, a mask where n is a power of two (a ring of
@@ -252,7 +265,7 @@ def _independent_part(l, t, params, source, buffers, h, pairs):
     hl = h[l]
     for j in range(k - 1):  # oldest first
         slot = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
-        matmul(hl, buffers[:, slot], wd_past[l, j], pairs)
+        matmul(hl, buffers[:, slot], _tap(wd_past, l, j, shape[2]), pairs)
     if E:
         matmul(hl, source, wd_source[l], pairs)
     if n:  # the oldest tap of the next step: a row last touched n steps ago, likely out of L1/L2 by now
@@ -336,7 +349,7 @@ def _init_buffers(params, cond0, buffers):
         _fill_ring(buffers, off, n, xs[:, :C], quads[1])
         hl = h[l]
         for j in range(k - 1):  # every tap holds the same input; no source before the clip
-            matmul(hl, xs[:, :C], wd_past[l, j], pairs)
+            matmul(hl, xs[:, :C], _tap(wd_past, l, j, shape[2]), pairs)
         matmul(hl, xs[:, :C], wd_input[l], pairs)
         gate(hl, z)
         matmul(xs[:, :C], z, columns(wrs[l], 0, C), pairs)
@@ -390,12 +403,15 @@ def auto_precision(fp32_weight_bytes: int) -> str:
     return "fp32" if host_is_intel() and 0 < 2 * fp32_weight_bytes <= host_cache_bytes(2) else "bf16"
 
 
-def _int8_params(params: tuple) -> tuple:
-    """The fp32 params with the matrices quantized for precision int8 (movenet.int8), all but the logits' own
-    product (w2, 6% of the multiply-adds), which stays in fp32. Quantized, it alone moved the shipped model's
-    logits 15 times as far from fp32's as all the other products together (KL per sample 0.014 against 0.0009); in
-    bfloat16 pairs, half as far again as they do (0.0004), for no speed that a batch of 32 showed."""
+def _int8_params(params: tuple, taps: int) -> tuple:
+    """The fp32 params with the matrices quantized for precision int8 (movenet.int8), the past taps' [L, taps,
+    Cq + 2, 4 G] (each tap its own matrix, as its ring rows are), and all but the logits' own product (w2, 6% of
+    the multiply-adds), which stays in fp32. Quantized, it alone moved the shipped model's logits 15 times as far
+    from fp32's as all the other products together (KL per sample 0.014 against 0.0009); in bfloat16 pairs, half
+    as far again as they do (0.0004), for no speed that a batch of 32 showed."""
     params = list(params)
+    wd_past = params[2]
+    params[2] = wd_past.reshape(wd_past.shape[0], taps, -1, wd_past.shape[2])
     for i in FastGenerator.MATRICES:
         if i != OUTPUT_MATRIX:
             params[i] = to_int8_quads(params[i])
@@ -439,9 +455,10 @@ class FastGenerator:
 
         in_tables  [k_in, Q, C]   embedding folded into the input convolution: tap j of code c is in_tables[j, c]
         in_bias    [C]
-        wd_past    [L, k-1, C, G] dilated convolutions (DilatedCausalConv.linear.weight.T), split by input: the
-        wd_source  [L, E, G]      past taps oldest first, the source at the current sample, and the current
-        wd_input   [L, C, G]      sample's input (summed in that order: `_forward` says why)
+        wd_past    [L, (k-1)*C, G] dilated convolutions (DilatedCausalConv.linear.weight.T), split by input: the
+        wd_source  [L, E, G]        past taps oldest first, the source at the current sample, and the current
+        wd_input   [L, C, G]        sample's input (summed in that order: `_forward` says why); a compact
+                                    precision stores each tap's rows alone (`_tap`)
         bd         [L, G]         their biases, added to the frame's conditioning once per frame
         wrs        [L, G/2, C+S]  residual and skip 1x1 convolutions side by side
         br         [L, C]         residual biases
@@ -449,8 +466,9 @@ class FastGenerator:
         w1, b1     [S, S], [S]    head
         w2, b2     [S, Q], [Q]
         dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
-        shape      int64 [2]      the dilated convolutions' kernel size k and source channels E (0 without controls):
-                                  the layers' products take k taps of C, then E inputs of the source
+        shape      int64 [3]      the dilated convolutions' kernel size k and source channels E (0 without controls):
+                                  the layers' products take k taps of C, then E inputs of the source; and the rows
+                                  of wd_past that each past tap takes as stored (`_tap`)
 
     Nothing refers back to torch: build a new FastGenerator after changing the model's weights.
     """
@@ -498,25 +516,28 @@ class FastGenerator:
         self.n_history = int(sum(histories))
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
         past, now = (c.kernel_size - 1) * C, c.kernel_size * C  # wd's rows: taps oldest first, then the source
-        taps = wd[:, :past].reshape(c.n_layers, c.kernel_size - 1, C, G)
-        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(taps), f32(wd[:, now:]),
+        self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd[:, :past]), f32(wd[:, now:]),
                        f32(wd[:, past:now]), f32(bd), f32(wrs), f32(br),
                        f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
                        f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
-                       np.array([c.kernel_size, c.source_channels], dtype=np.int64))
+                       np.array([c.kernel_size, c.source_channels, C], dtype=np.int64))
         # auto goes by the fp32 weights' bytes: the params are still all fp32 here
         self.precision = auto_precision(self.n_weight_bytes) if precision == "auto" else precision
         # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
         wrs = self.params[6]
         self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C
         if self.precision == "int8":
-            self.params = _int8_params(self.params)
+            self.params = _int8_params(self.params, c.kernel_size - 1)
         elif self.precision != "fp32":
             compact = {"bf16": to_bf16, "bf16dot": to_bf16_pairs, "amx": to_amx_pairs}[self.precision]
             params = list(self.params)
-            for i in self.MATRICES:
+            for i in self.MATRICES[1:]:
                 params[i] = compact(params[i])
+            # the past taps' (MATRICES[0]) each alone: pairs and tiles must not straddle two taps' rows
+            taps = compact(params[2].reshape(c.n_layers, c.kernel_size - 1, C, G))
+            params[2] = taps.reshape(c.n_layers, -1, taps.shape[-1])
+            params[15] = np.array([c.kernel_size, c.source_channels, taps.shape[-2]], dtype=np.int64)
             self.params = tuple(params)
         self.params = tuple(aligned(p) for p in self.params)  # each on a cache line: the tiles load 64 bytes at once
         self.hop = c.hop

@@ -546,6 +546,24 @@ def test_bf16dot_gives_the_logits_of_fp32_within_the_rounding_of_its_operands(fe
     np.testing.assert_allclose(alone[0], got[1], rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "bf16dot", "int8"])
+def test_compact_weights_keep_each_past_taps_rows_apart(precision):
+    """A kernel of 3 (two past taps a layer, 5 residual channels: odd, so a tap's bfloat16 pairs would straddle the
+    next tap's rows if the taps were packed together): each compact precision's logits lie as near fp32's as with
+    one tap."""
+    from movenet.int8 import host_has_vnni
+
+    if (precision == "bf16dot" and not host_has_bf16_dot()) or (precision == "int8" and not host_has_vnni()):
+        pytest.skip(f"this CPU cannot run {precision}")
+    model = build("keypoints", residual_channels=5, gate_channels=32, skip_channels=16, kernel_size=3)
+    codes, cond, src = movement(model, 4 * model.config.hop, batch=2, seed=3)
+    exact, compact = FastGenerator(model, "fp32"), FastGenerator(model, precision)
+    args = (codes.numpy(), cond.numpy())
+    want = exact.teacher_forced_logits(*args, exact.init_state(cond[:, 0]), src)
+    got = compact.teacher_forced_logits(*args, compact.init_state(cond[:, 0]), src)
+    assert np.abs(got - want).max() <= 0.02 * (1 + np.abs(want).max())
+
+
 def test_bf16dot_is_refused_on_a_cpu_without_it(monkeypatch):
     from movenet import fastgen
 

@@ -284,9 +284,10 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
                         "CPUs with AMX tiles) multiplies those pairs 16 streams at a time (fastest for 16 or more "
                         "streams, slow for one); int8 (CPUs with AVX512-VNNI) multiplies 8-bit weights and inputs, "
                         "scaled per column and per row, with integer sums (the fastest for batches where there are "
-                        "no AMX tiles; its samples' pitch and loudness match fp32's); auto picks the faster for one "
-                        "stream of fp32 and bf16 on this CPU (fp32 on Intel CPUs whose L2 holds the fp32 weights "
-                        "twice over, bf16 elsewhere)")
+                        "no AMX tiles; its samples' pitch and loudness match fp32's); auto picks the fastest for "
+                        "one stream on this CPU: fp32 on Intel CPUs whose L2 holds the fp32 weights twice over, int8 "
+                        "on other CPUs with AVX512-VNNI (for a model whose gate channels are a multiple of 32), bf16 "
+                        "elsewhere")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -386,21 +386,27 @@ def _fill_ring_for(buffers, start, n, x, scratch):
 PRECISIONS = ("auto", "fp32", "bf16", "bf16dot", "amx", "int8")
 
 
-def auto_precision(fp32_weight_bytes: int) -> str:
-    """What precision="auto" picks for a model whose fp32 weights take `fp32_weight_bytes`: fp32 on an Intel CPU
-    whose L2 holds them twice over, bf16 elsewhere.
+def auto_precision(fp32_weight_bytes: int, int8_fits: bool = True) -> str:
+    """What precision="auto" picks for a model whose fp32 weights take `fp32_weight_bytes` (and which int8 takes,
+    `int8_fits`): fp32 on an Intel CPU whose L2 holds them twice over; int8 on other CPUs with AVX512-VNNI; bf16
+    elsewhere.
 
     Why: one stream re-reads every weight for every sample. bf16 halves the bytes, and widening them costs two
-    vector operations per 16 weights. On every AMD core measured bf16 was the faster for one stream (`movenet
-    bench`: 1.13x fp32 on an AVX2 Zen 3, 1.42x on a Zen 4, 1.28x on a Zen 5); on an Intel Xeon, whose cores issue
-    that shuffle and shift on the ports of their FMAs, fp32 was, its weights staying in the 2 MB of L2 (174,000
-    samples/s against 145,000 in bf16). bf16dot, which also multiplies in bfloat16, halves the multiply-adds' cost
-    but not the rest of a sample's work: 0.62x bf16 for one stream on a Zen 5 (1.15x at batch 32), so it is there to
-    ask for; so is amx (Intel's AMX tiles: 1.4-1.6x fp32 for 16 or more streams, a third of fp32's speed for one).
+    vector operations per 16 weights. On every AMD core measured bf16 was the faster of the two for one stream
+    (`movenet bench`: 1.13x fp32 on an AVX2 Zen 3, 1.42x on a Zen 4, 1.28x on a Zen 5); on an Intel Xeon, whose
+    cores issue that shuffle and shift on the ports of their FMAs, fp32 was, its weights staying in the 2 MB of L2
+    (174,000 samples/s against 145,000 in bf16). int8 reads a quarter of fp32's bytes and multiplies 64 pairs an
+    instruction: on a Zen 4, 1.3x bf16 for one stream and 1.9x fp32 for 32; its samples' pitch, loudness and hits
+    match fp32's on held-out dancers (README, Generation speed). It has not been measured on an Intel CPU, so
+    Intel's rule stands. bf16dot, which also multiplies in bfloat16, halves the multiply-adds' cost but not the
+    rest of a sample's work: 0.62x bf16 for one stream on a Zen 5 (1.15x at batch 32), so it is there to ask for;
+    so is amx (Intel's AMX tiles: 1.4-1.6x fp32 for 16 or more streams, a third of fp32's speed for one).
     The choice is the host's, never the batch's: a stream plays the same codes alone as beside others, and one
     host's live sessions play what its `movenet generate` makes.
     """
-    return "fp32" if host_is_intel() and 0 < 2 * fp32_weight_bytes <= host_cache_bytes(2) else "bf16"
+    if host_is_intel():
+        return "fp32" if 0 < 2 * fp32_weight_bytes <= host_cache_bytes(2) else "bf16"
+    return "int8" if int8_fits and host_has_vnni() else "bf16"
 
 
 def _int8_params(params: tuple, taps: int) -> tuple:
@@ -482,7 +488,9 @@ class FastGenerator:
         fp32's); "bf16dot" (AVX512-BF16 hosts): those weights in pairs of bfloat16 and each product's inputs rounded
         to bfloat16 too, multiplied pair by pair with fp32 sums (vdpbf16ps: half the multiply-adds as well); "amx"
         (CPUs with AMX tiles): the same pairs multiplied in tiles of 16 streams (the work arrays padded to whole
-        tiles; fast for batches, slow for one stream); or "auto": `auto_precision`'s choice for this host."""
+        tiles; fast for batches, slow for one stream); "int8" (AVX512-VNNI hosts): all but w2 in bytes, scaled per
+        column, each product's inputs quantized per row, integer sums (movenet.int8; `_forward_int8`: the rings
+        hold quantized inputs); or "auto": `auto_precision`'s choice for this host."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "bf16dot" and not host_has_bf16_dot():
@@ -495,7 +503,8 @@ class FastGenerator:
                              "has none: use bf16 or fp32")
         self.config = c = model.config
         C, G = c.residual_channels, c.gate_channels
-        if precision == "int8" and (G % 32 or c.kernel_size < 2):
+        int8_fits = G % 32 == 0 and c.kernel_size >= 2
+        if precision == "int8" and not int8_fits:
             raise ValueError("precision int8 needs gate channels in multiples of 32 and a kernel size of 2 or more "
                              "(its fused layer's vectors and rings): use bf16 or fp32 for this model")
         if precision == "amx" and any(n % 16 for n in (G, C + c.skip_channels, c.skip_channels, c.n_classes)):
@@ -523,7 +532,7 @@ class FastGenerator:
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels, C], dtype=np.int64))
         # auto goes by the fp32 weights' bytes: the params are still all fp32 here
-        self.precision = auto_precision(self.n_weight_bytes) if precision == "auto" else precision
+        self.precision = auto_precision(self.n_weight_bytes, int8_fits) if precision == "auto" else precision
         # the multiply-adds, counted before bf16dot folds the matrices' rows into pairs
         wrs = self.params[6]
         self.macs_per_sample = sum(self.params[i].size for i in self.MATRICES) - wrs.shape[1] * C

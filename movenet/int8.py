@@ -231,7 +231,7 @@ def _int8_block(typingctx, y, xq, w, b0, o0, mr, nr):
     return types.void(y, xq, w, b0, o0, mr, nr), codegen
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def int8_acc(y, xq, w):
     """y += the int8 product of xq (`pack_quads`'s rows) and w (`to_int8_quads`), y float32 [B, O] with unit stride
     along a row. Tiles of 8 rows x 32 columns (16 accumulators), then 4 x 64, 2 x 64, 1 x 64 for the rows left over,
@@ -246,7 +246,8 @@ def int8_acc(y, xq, w):
         if o + 16 <= O:
             _int8_block(y, xq, w, b, o, 8, 16)
             o += 16
-        _int8_columns(y, xq, w, b, o, 8)
+        if o < O:
+            _int8_columns(y, xq, w, b, o, 8)
         b += 8
     if b + 4 <= B:
         _int8_rows(y, xq, w, b, 4)
@@ -269,10 +270,11 @@ def _int8_rows(y, xq, w, b, rows):
     while o + 16 <= O:
         _int8_block(y, xq, w, b, o, rows, 16)
         o += 16
-    _int8_columns(y, xq, w, b, o, rows)
+    if o < O:
+        _int8_columns(y, xq, w, b, o, rows)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)  # views without reference counts
 def _int8_columns(y, xq, w, b, o, rows):
     """Columns o.. of rows b..b+rows-1 left over after the tiles, in the tiles' steps (small configs only)."""
     O = y.shape[1]
@@ -393,11 +395,7 @@ def _gated_rows(typingctx, hc, ring, past_slots, source_q, input_q, w_past, w_so
             return builder.bitcast(builder.gep(p, [offset]), t.as_pointer())
 
         h_slots = [[cgutils.alloca_once(builder, _VEC) for _ in range(2)] for _ in range(R)]
-        # each accumulator split in CHAINS sums of every CHAINS-th quad, added at the end (integers: the same sum in
-        # any order), so that fewer streams still keep 8 multiply-adds in flight
-        CHAINS = 4 // R if R < 4 else 1
-        acc = [[[cgutils.alloca_once(builder, _I32_VEC) for _ in range(CHAINS)] for _ in range(2)] for _ in range(R)]
-        zeros = ir.Constant(_I32_VEC, [0] * LANES)
+        acc = [[cgutils.alloca_once(builder, _I32_VEC) for _ in range(2)] for _ in range(R)]
 
         def product(w, w_row, n_rows, x_rows, cols):
             """h[r] += the int8 product of rows x_rows[r] (pointers to their words) and w (its first byte, row
@@ -407,33 +405,22 @@ def _gated_rows(typingctx, hc, ring, past_slots, source_q, input_q, w_past, w_so
                                   align=4) for col in cols]
             for r in range(R):
                 for i in range(2):
-                    for chain in range(CHAINS):
-                        builder.store(start[i] if chain == 0 else zeros, acc[r][i][chain])
-
-            def step(k, chain):
+                    builder.store(start[i], acc[r][i])
+            with cgutils.for_range(builder, Kq) as loop:
+                k = loop.index
                 w_vecs = [builder.bitcast(builder.load(ptr(w, builder.add(builder.mul(k, w_row), col), _I32_VEC),
                                                        align=4), _BYTES_VEC) for col in cols]
                 for r in range(R):
                     quad = builder.load(ptr(x_rows[r], builder.mul(k, c(4)), _I32), align=4)
                     x_vec = builder.bitcast(_splat(builder, quad, _I32_VEC), _BYTES_VEC)
                     for i in range(2):
-                        slot = acc[r][i][chain]
-                        builder.store(builder.call(dot, [builder.load(slot), x_vec, w_vecs[i]]), slot)
-
-            whole = builder.sdiv(Kq, c(CHAINS))
-            with cgutils.for_range(builder, whole) as loop:
-                for chain in range(CHAINS):
-                    step(builder.add(builder.mul(loop.index, c(CHAINS)), c(chain)), chain)
-            with cgutils.for_range(builder, builder.sub(Kq, builder.mul(whole, c(CHAINS)))) as loop:
-                step(builder.add(builder.mul(whole, c(CHAINS)), loop.index), 0)
+                        builder.store(builder.call(dot, [builder.load(acc[r][i]), x_vec, w_vecs[i]]), acc[r][i])
             scales = [builder.load(ptr(w, builder.add(builder.mul(Kq, w_row), col), _VEC), align=4) for col in cols]
             for r in range(R):
                 x_scale = _splat(builder, builder.load(ptr(x_rows[r], builder.mul(Kq, c(4)), _F32), align=4), _VEC)
                 for i in range(2):
-                    total = builder.load(acc[r][i][0])
-                    for chain in range(1, CHAINS):
-                        total = builder.add(total, builder.load(acc[r][i][chain]))
-                    builder.store(builder.call(fma, [builder.sitofp(total, _VEC), builder.fmul(scales[i], x_scale),
+                    total = builder.sitofp(builder.load(acc[r][i]), _VEC)
+                    builder.store(builder.call(fma, [total, builder.fmul(scales[i], x_scale),
                                                      builder.load(h_slots[r][i])]), h_slots[r][i])
 
         source_rows = [builder.gep(base(src_a), [builder.mul(b, src_row)]) for b in rows_b]

@@ -573,16 +573,22 @@ def test_bf16dot_is_refused_on_a_cpu_without_it(monkeypatch):
     assert FastGenerator(build(), "auto").precision in ("fp32", "bf16")
 
 
-def test_auto_is_fp32_on_an_intel_cpu_whose_l2_holds_the_weights_twice_and_bf16_elsewhere(monkeypatch):
+def test_auto_is_fp32_on_an_intel_cpu_whose_l2_holds_the_weights_twice_int8_on_others_with_vnni(monkeypatch):
     from movenet import fastgen
 
-    model = build()
-    fp32_bytes = FastGenerator(model, "fp32").n_weight_bytes
-    for intel, l2, want in ((True, 2 * fp32_bytes, "fp32"), (True, 2 * fp32_bytes - 1, "bf16"),
-                            (False, 100 * fp32_bytes, "bf16"), (True, 0, "bf16")):  # 0: the size is unknown
+    fits = build("keypoints", residual_channels=16, gate_channels=32, skip_channels=16)  # int8's whole vectors
+    narrow = build()  # gate channels 16: int8 does not take it
+    fp32_bytes = FastGenerator(fits, "fp32").n_weight_bytes
+    cases = [  # (model, Intel?, L2 bytes, VNNI?, wanted)
+        (fits, True, 2 * fp32_bytes, True, "fp32"), (fits, True, 2 * fp32_bytes - 1, True, "bf16"),
+        (fits, True, 0, False, "bf16"),  # 0: the size is unknown
+        (fits, False, 100 * fp32_bytes, True, "int8"), (fits, False, 100 * fp32_bytes, False, "bf16"),
+        (narrow, False, 100 * fp32_bytes, True, "bf16")]
+    for model, intel, l2, vnni, want in cases:
         monkeypatch.setattr(fastgen, "host_is_intel", lambda intel=intel: intel)
         monkeypatch.setattr(fastgen, "host_cache_bytes", lambda level, l2=l2: l2 if level == 2 else 10**9)
-        assert FastGenerator(model, "auto").precision == want, (intel, l2)
+        monkeypatch.setattr(fastgen, "host_has_vnni", lambda vnni=vnni: vnni)
+        assert FastGenerator(model, "auto").precision == want, (intel, l2, vnni)
 
 
 @pytest.mark.skipif(not os.path.isdir("/sys/devices/system/cpu/cpu0/cache"), reason="no sysfs cache sizes here")

@@ -4,7 +4,9 @@
 again: `generate` runs whole frames of audio for B independent streams, with every per-layer buffer preallocated
 (one ring per dilated layer, the layout of `model.State`) and constant work per sample. The semantics are those of
 `MoveNet.init_state` / `MoveNet.step` (and so of `MoveNet.teacher_forced`), up to float32 rounding and the tanh
-approximation in `movenet.kernels` (|error| < 3e-7): logits agree to ~1e-6 (tests/test_fastgen.py allow 1e-4).
+approximation in `movenet.kernels` (|error| < 3e-7): logits agree to ~1e-6 (tests/test_fastgen.py allow 1e-4). The
+compact precisions (bf16, bf16dot, amx, int8: `FastGenerator`) give that up for speed, within the bounds their tests
+hold.
 Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence gate
 (`movenet.controls.SILENT_AMPLITUDE`, written out in the loop: numba cannot call `controls.gate_silence`).
 
@@ -95,7 +97,7 @@ def _forward(t, params, prev, source, input_codes, buffers, work):
     B = prev.shape[0]
     L = bd.shape[0]
     C, S = in_bias.shape[0], bs.shape[0]
-    k, E = shape[0], shape[1]
+    k = shape[0]
     _embed(t, params, prev, input_codes, xs)
     _copy(hc, h)
     _independent_part(0, t, params, source, buffers, h, pairs)

@@ -16,8 +16,9 @@ of uint32 words, quad r in word r, the row's scale (float32 bits) in word Kq.
 
 Where the time goes. With K of 32-64, quantizing a product's inputs and turning its sums back into float32 cost as
 much as the multiply-adds, so each layer's three products into h (past taps, source, input: `gated_quads`) run in one
-pass with h in registers, its gate applied there, and z = tanh * sigmoid (|z| < 1, and its rows' largest |z| is 1
-to within 1% on the shipped model) stored as bytes with the fixed scale 1 / 127, ready for the residual product.
+pass with h in registers, its gate applied there (tanh a Padé approximant within 1e-3: `_emit_pade`), and z = tanh *
+sigmoid (|z| < 1, and its rows' largest |z| is 1 to within 1% on the shipped model) stored as bytes with the fixed
+scale 1 / 127, ready for the residual product.
 The source is quantized once a sample for all layers, and each layer's input once, into its ring (which then holds
 quads: the past taps are read as they were stored).
 """
@@ -30,7 +31,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from movenet.kernels import _F32, _I32, _I32_VEC, _I64, _VEC, LANES, _host_features, _largest_lane, _operands
+from movenet.kernels import (_F32, _I32, _I32_VEC, _I64, _VEC, LANES, _emit_clamp, _emit_gate, _fma, _host_features,
+                             _largest_lane, _operands, _splat_f32)
 
 _I8 = ir.IntType(8)
 _BYTES_VEC = ir.VectorType(_I8, 4 * LANES)  # vpdpbusd's operands: 64 bytes
@@ -298,8 +300,6 @@ def _bits_float(typingctx, v):
     return types.float32(v), lambda context, builder, signature, args: builder.bitcast(args[0], _F32)
 
 
-
-
 # The gate's tanh for bytes: the Pade approximant [5/4] of tanh, x (945 + 105 x^2 + x^4) / (945 + 420 x^2 + 15 x^4),
 # with x clamped to +-3.46, is within 1e-3 of tanh everywhere (an eighth of z's step of 1 / 127; the shipped model's
 # logits moved no further from fp32's than with the exact tanh: KL per sample 0.00086 both), in 5 multiplies where
@@ -307,23 +307,14 @@ def _bits_float(typingctx, v):
 _PADE_CLAMP = 3.46
 
 
-def _emit_coarse_gate(builder, filter_, gate_):
-    """tanh(filter_) * sigmoid(gate_) within 2e-3, for two 16-lane float32 vectors: p (q' + p') / (2 q q') from
-    the approximants p / q of tanh(filter_) and p' / q' of tanh(gate_ / 2)."""
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-    splat = lambda v: ir.Constant(_VEC, [float(v)] * LANES)  # noqa: E731
-
-    def pade(x):
-        x = builder.select(builder.fcmp_ordered(">", x, splat(-_PADE_CLAMP)), x, splat(-_PADE_CLAMP))
-        x = builder.select(builder.fcmp_ordered("<", x, splat(_PADE_CLAMP)), x, splat(_PADE_CLAMP))
-        x2 = builder.fmul(x, x)
-        p = builder.fmul(x, builder.call(fma, [builder.fadd(x2, splat(105.0)), x2, splat(945.0)]))
-        q = builder.call(fma, [builder.call(fma, [x2, splat(15.0), splat(420.0)]), x2, splat(945.0)])
-        return p, q
-
-    p, q = pade(filter_)
-    ps, qs = pade(builder.fmul(splat(0.5), gate_))
-    return builder.fdiv(builder.fmul(p, builder.fadd(qs, ps)), builder.fmul(builder.fadd(q, q), qs))
+def _emit_pade(builder, x):
+    """The approximant's numerator and denominator at x (clamped), for `kernels._emit_gate`."""
+    x = _emit_clamp(builder, x, _PADE_CLAMP)
+    x2 = builder.fmul(x, x)
+    p = builder.fmul(x, builder.call(_fma(builder), [builder.fadd(x2, _splat_f32(105.0)), x2, _splat_f32(945.0)]))
+    q = builder.call(_fma(builder), [builder.call(_fma(builder), [x2, _splat_f32(15.0), _splat_f32(420.0)]), x2,
+                                     _splat_f32(945.0)])
+    return p, q
 
 
 # -- one layer's dilated convolution and gate, fused -------------------------------------------------------------
@@ -444,7 +435,7 @@ def _gated_rows(typingctx, hc, ring, past_slots, source_q, input_q, w_past, w_so
             product(base(wi_a), wi_row, wi_rows, input_rows, byte_cols)
             bytes_type = ir.VectorType(_I8, LANES)
             for r, b in enumerate(rows_b):
-                z = _emit_coarse_gate(builder, builder.load(h_slots[r][0]), builder.load(h_slots[r][1]))
+                z = _emit_gate(builder, builder.load(h_slots[r][0]), builder.load(h_slots[r][1]), _emit_pade)
                 q = builder.fptosi(builder.call(rint, [builder.fmul(z, _splat(builder, ir.Constant(_F32, 127.0),
                                                                                   _VEC))]), _I32_VEC)
                 q = builder.trunc(builder.add(q, ir.Constant(_I32_VEC, [_OFFSET] * LANES)), bytes_type)

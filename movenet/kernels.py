@@ -87,27 +87,40 @@ def gate(h, z):
             z[b, c] = (p * (qs + ps)) / ((q + q) * qs)
 
 
-def _emit_gate(builder, filter_, gate_):
+def _emit_gate(builder, filter_, gate_, rational=None):
     """tanh(filter_) * sigmoid(gate_) for two 16-lane float32 vectors, as `gate` computes it: p (q' + p') / (2 q q')
-    from the rational functions of filter_ (p / q) and gate_ / 2 (p' / q')."""
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-    splat = lambda v: ir.Constant(_VEC, [float(v)] * LANES)  # noqa: E731
-
-    def rational(x):
-        x = builder.select(builder.fcmp_ordered(">", x, splat(-_CLAMP)), x, splat(-_CLAMP))
-        x = builder.select(builder.fcmp_ordered("<", x, splat(_CLAMP)), x, splat(_CLAMP))
-        x2 = builder.fmul(x, x)
-        p = splat(_A13)
-        for a in (_A11, _A9, _A7, _A5, _A3, _A1):
-            p = builder.call(fma, [p, x2, splat(a)])
-        q = splat(_B6)
-        for a in (_B4, _B2, _B0):
-            q = builder.call(fma, [q, x2, splat(a)])
-        return builder.fmul(p, x), q
-
-    p, q = rational(filter_)
-    ps, qs = rational(builder.fmul(splat(_HALF), gate_))
+    from tanh's rational function (p / q) of filter_ and (p' / q') of gate_ / 2. rational(builder, x) -> (p, q):
+    `_emit_rational` unless given (int8's gate takes a cheaper one)."""
+    p, q = (rational or _emit_rational)(builder, filter_)
+    ps, qs = (rational or _emit_rational)(builder, builder.fmul(_splat_f32(_HALF), gate_))
     return builder.fdiv(builder.fmul(p, builder.fadd(qs, ps)), builder.fmul(builder.fadd(q, q), qs))
+
+
+def _emit_rational(builder, x):
+    """`_rational` on a 16-lane vector: the same operations in the same order."""
+    x = _emit_clamp(builder, x, _CLAMP)
+    x2 = builder.fmul(x, x)
+    p = _splat_f32(_A13)
+    for a in (_A11, _A9, _A7, _A5, _A3, _A1):
+        p = builder.call(_fma(builder), [p, x2, _splat_f32(a)])
+    q = _splat_f32(_B6)
+    for a in (_B4, _B2, _B0):
+        q = builder.call(_fma(builder), [q, x2, _splat_f32(a)])
+    return builder.fmul(p, x), q
+
+
+def _emit_clamp(builder, x, bound):
+    """x clamped to [-bound, bound], lane by lane."""
+    x = builder.select(builder.fcmp_ordered(">", x, _splat_f32(-bound)), x, _splat_f32(-bound))
+    return builder.select(builder.fcmp_ordered("<", x, _splat_f32(bound)), x, _splat_f32(bound))
+
+
+def _splat_f32(v):
+    return ir.Constant(_VEC, [float(v)] * LANES)
+
+
+def _fma(builder):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
 
 
 def _operands(context, builder, arg_types, arg_values, n_arrays):

@@ -4,9 +4,8 @@ live streams that play what generate makes."""
 
 import numpy as np
 import pytest
-import torch
 from tests.test_fastgen import build, movement
-from tests.test_stream import STYLES, dancers, loaded_model, offline
+from tests.test_stream import dancers, loaded_model, offline
 
 from movenet.fastgen import FastGenerator
 from movenet.int8 import (Z_SCALE, from_int8_quads, gated_quads, host_has_vnni, int8_acc, pack_quads,

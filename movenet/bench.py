@@ -21,7 +21,7 @@ from movenet.audio import SAMPLE_RATE, SILENCE
 from movenet.controls import Excitation, SourceState
 from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
-from movenet.int8 import host_has_vnni
+from movenet.int8 import host_has_vnni, takes as int8_takes
 from movenet.kernels import host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel, matmul, tile_rows
 from movenet.model import ModelConfig, MoveNet
 from movenet.movement import Movement, condition
@@ -89,7 +89,7 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         source1 = None if excitation is None else excitation.render(part.controls[None], SourceState.silent(1))
         precisions = (("fp32", "bf16") + (("bf16dot",) if host_has_bf16_dot() else ())
                       + (("amx",) if host_has_amx() and _whole_tiles(config) else ())
-                      + (("int8",) if host_has_vnni() and config.gate_channels % 32 == 0 else ()))
+                      + (("int8",) if host_has_vnni() and int8_takes(config) else ()))
         gens = {precision: FastGenerator(model, precision) for precision in precisions}
         roofline = _roofline({p: g.n_weight_bytes for p, g in gens.items()}, 2 * gen.macs_per_sample, seconds)
         results = {

@@ -32,7 +32,7 @@ from movenet.audio import SILENCE
 from movenet.controls import SILENT_AMPLITUDE, loudness_channel
 from movenet.kernels import (aligned, columns, gate, host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel,
                              matmul, prefetch, tile_rows, to_amx_pairs, to_bf16, to_bf16_pairs)
-from movenet.int8 import gated_quads, host_has_vnni, int8_acc, pack_quads, to_int8_quads
+from movenet.int8 import gated_quads, host_has_vnni, int8_acc, pack_quads, takes as int8_takes, to_int8_quads
 from movenet.model import MoveNet
 from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
 
@@ -505,7 +505,7 @@ class FastGenerator:
                              "has none: use bf16 or fp32")
         self.config = c = model.config
         C, G = c.residual_channels, c.gate_channels
-        int8_fits = G % 32 == 0 and c.kernel_size >= 2
+        int8_fits = int8_takes(c)
         if precision == "int8" and not int8_fits:
             raise ValueError("precision int8 needs gate channels in multiples of 32 and a kernel size of 2 or more "
                              "(its fused layer's vectors and rings): use bf16 or fp32 for this model")

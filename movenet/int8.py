@@ -38,8 +38,6 @@ _I8 = ir.IntType(8)
 _BYTES_VEC = ir.VectorType(_I8, 4 * LANES)  # vpdpbusd's operands: 64 bytes
 _QUAD_ROWS = 2  # rows after the quads: the scales, the accumulators' start
 _OFFSET = 128  # an input's quantized value + this is its unsigned byte
-
-
 Z_SCALE = np.float32(1 / 127)  # the gate's output, |z| < 1, in bytes: z = (byte - 128) * Z_SCALE
 
 
@@ -47,6 +45,12 @@ def host_has_vnni() -> bool:
     """Whether this CPU has vpdpbusd on 512-bit vectors (AVX512-VNNI: AMD Zen 4 and later, Intel Cascade Lake and
     later), which precision int8 needs; elsewhere its tiles would not compile."""
     return bool(_host_features().get("avx512vnni"))
+
+
+def takes(config) -> bool:
+    """Whether precision int8 takes a model of this ModelConfig: its fused layer holds h in whole 16-lane vectors
+    (gate channels a multiple of 32) and reads past taps from rings (a kernel of 2 or more)."""
+    return config.gate_channels % 32 == 0 and config.kernel_size >= 2
 
 
 def to_int8_quads(w: np.ndarray) -> np.ndarray:
@@ -60,8 +64,8 @@ def to_int8_quads(w: np.ndarray) -> np.ndarray:
     q = np.zeros(w.shape[:-2] + (4 * Kq, O), np.int8)
     q[..., :K, :] = np.clip(np.rint(w / scale[..., None, :]), -127, 127).astype(np.int8)
     out = np.zeros(w.shape[:-2] + (Kq + _QUAD_ROWS, O), np.int32)
-    # quad rows: [..., Kq, 4, O] -> [..., Kq, O, 4] bytes -> one int32 per column
-    out[..., :Kq, :] = np.ascontiguousarray(np.swapaxes(q.reshape(w.shape[:-2] + (Kq, 4, O)), -1, -2)).view(np.int32)[..., 0]
+    quads = np.swapaxes(q.reshape(w.shape[:-2] + (Kq, 4, O)), -1, -2)  # [..., Kq, O, 4]: a column's 4 bytes together
+    out[..., :Kq, :] = np.ascontiguousarray(quads).view(np.int32)[..., 0]
     out[..., Kq, :] = scale.view(np.int32)
     out[..., Kq + 1, :] = -_OFFSET * q.astype(np.int32).sum(axis=-2)
     return out.view(np.int8)
@@ -157,8 +161,8 @@ def _quantize_row(typingctx, x, xq, b, rounding):
 def _splat(builder, value, vec_type):
     """value in every lane of a vec_type."""
     lane0 = ir.Constant(ir.VectorType(_I32, vec_type.count), [0] * vec_type.count)
-    return builder.shuffle_vector(builder.insert_element(ir.Constant(vec_type, ir.Undefined), value,
-                                                         ir.Constant(_I32, 0)), ir.Constant(vec_type, ir.Undefined), lane0)
+    first = builder.insert_element(ir.Constant(vec_type, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(first, ir.Constant(vec_type, ir.Undefined), lane0)
 
 
 def _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR):
@@ -175,19 +179,12 @@ def _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR):
     col = builder.mul(o0v, c(4))  # bytes: 4 per column in y (float32) and in w (4 int8)
     dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32_VEC, [_I32_VEC, _BYTES_VEC, _BYTES_VEC]),
                                          "llvm.x86.avx512.vpdpbusd.512")
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
-    lane0 = ir.Constant(_I32_VEC, [0] * LANES)
 
     def at(base, offset, vec_type):
         return builder.bitcast(builder.gep(base, [offset]), vec_type.as_pointer())
 
     def w_at(r, v, vec_type):
         return at(w_base, builder.add(builder.mul(r, w_row), builder.add(col, c(4 * LANES * v))), vec_type)
-
-    def splat(value, vec_type):
-        return builder.shuffle_vector(builder.insert_element(ir.Constant(vec_type, ir.Undefined), value,
-                                                             ir.Constant(_I32, 0)),
-                                      ir.Constant(vec_type, ir.Undefined), lane0)
 
     start = [builder.load(w_at(builder.add(Kq, c(1)), v, _I32_VEC), align=4) for v in range(NV)]
     acc = []
@@ -200,19 +197,19 @@ def _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR):
         w_vecs = [builder.bitcast(builder.load(w_at(k, v, _I32_VEC), align=4), _BYTES_VEC) for v in range(NV)]
         for i in range(MR):
             quad = builder.load(at(x_rows[i], builder.mul(k, c(4)), _I32), align=4)
-            x_vec = builder.bitcast(splat(quad, _I32_VEC), _BYTES_VEC)
+            x_vec = builder.bitcast(_splat(builder, quad, _I32_VEC), _BYTES_VEC)
             for v in range(NV):
                 slot = acc[i * NV + v]
                 builder.store(builder.call(dot, [builder.load(slot), x_vec, w_vecs[v]]), slot)
     w_scales = [builder.load(w_at(Kq, v, _VEC), align=4) for v in range(NV)]
     for i in range(MR):
-        x_scale = splat(builder.load(at(x_rows[i], builder.mul(Kq, c(4)), _F32), align=4), _VEC)
+        x_scale = _splat(builder, builder.load(at(x_rows[i], builder.mul(Kq, c(4)), _F32), align=4), _VEC)
+        y_row_i = builder.mul(builder.add(b0v, c(i)), y_row)
         for v in range(NV):
-            y_ptr = at(y_base, builder.add(builder.mul(builder.add(b0v, c(i)), y_row), builder.add(col, c(4 * LANES * v))),
-                       _VEC)
+            y_ptr = at(y_base, builder.add(y_row_i, builder.add(col, c(4 * LANES * v))), _VEC)
             total = builder.sitofp(builder.load(acc[i * NV + v]), _VEC)
-            builder.store(builder.call(fma, [total, builder.fmul(w_scales[v], x_scale), builder.load(y_ptr, align=4)]),
-                          y_ptr, align=4)
+            builder.store(builder.call(_fma(builder), [total, builder.fmul(w_scales[v], x_scale),
+                                                       builder.load(y_ptr, align=4)]), y_ptr, align=4)
 
 
 @intrinsic
@@ -377,7 +374,7 @@ def _gated_rows(typingctx, hc, ring, past_slots, source_q, input_q, w_past, w_so
         zq_row, _ = strides(zq_a, 2)
         dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
             _I32_VEC, [_I32_VEC, _BYTES_VEC, _BYTES_VEC]), "llvm.x86.avx512.vpdpbusd.512")
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+        fma = _fma(builder)
         rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), "llvm.rint.v16f32")
         rows_b = [builder.add(b0v, c(r)) for r in range(R)]
         slot_ptr = builder.bitcast(slots_a.data, _I64.as_pointer())

@@ -79,9 +79,9 @@ def test_int8_products_are_the_exact_integer_sums_scaled_once(B):
         pack_quads(x, xq)
         wq = to_int8_quads(w)
         x_bytes, x_scales = quantized_rows(x)
-        exact = (x_bytes[:, :K].astype(np.int64) - 128) @ np.rint(from_int8_quads(wq, K) /
-                                                                     wq.view(np.int32)[-2].view(np.float32)).astype(np.int64)
-        want = y0 + exact * (wq.view(np.int32)[-2].view(np.float32)[None, :].astype(np.float64) * x_scales[:, None])
+        w_scales = wq.view(np.int32)[-2].view(np.float32)
+        exact = (x_bytes[:, :K].astype(np.int64) - 128) @ np.rint(from_int8_quads(wq, K) / w_scales).astype(np.int64)
+        want = y0 + exact * (w_scales[None, :].astype(np.float64) * x_scales[:, None])
         y = y0.copy()
         int8_acc(y, xq, wq)
         np.testing.assert_allclose(y, want, rtol=2e-6, atol=2e-5 * np.abs(want).max(), err_msg=f"{K} x {O}")

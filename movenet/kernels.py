@@ -877,11 +877,17 @@ def _exp_8(typingctx, x, out, i):
         p = d(_F13)
         for f in (_F12, _F11, _F10, _F9, _F8, _F7, _F6, _F5, _F4, _F3, _F2, _F1, _F0):
             p = builder.call(fma, [p, r, d(f)])
-        ki = builder.fptosi(k, _QVEC)
-        k1 = builder.ashr(ki, q(1))
-        s1 = builder.bitcast(builder.shl(builder.add(k1, q(1023)), q(52)), _DVEC)
-        s2 = builder.bitcast(builder.shl(builder.add(builder.sub(ki, k1), q(1023)), q(52)), _DVEC)
-        builder.store(builder.fmul(builder.fmul(p, s1), s2), ptr(o_arr), align=8)
+        if WIDE_TILES:  # p * 2^k in one vscalefpd, rounded once (as the two steps below where the result is normal)
+            scalef = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                _DVEC, [_DVEC, _DVEC, _DVEC, ir.IntType(8), _I32]), "llvm.x86.avx512.mask.scalef.pd.512")
+            out = builder.call(scalef, [p, k, d(0.0), ir.Constant(ir.IntType(8), -1), ir.Constant(_I32, 4)])
+        else:  # 2^k in two factors, each a normal number down to x = -1000 (2^k alone is not below -1022)
+            ki = builder.fptosi(k, _QVEC)
+            k1 = builder.ashr(ki, q(1))
+            s1 = builder.bitcast(builder.shl(builder.add(k1, q(1023)), q(52)), _DVEC)
+            s2 = builder.bitcast(builder.shl(builder.add(builder.sub(ki, k1), q(1023)), q(52)), _DVEC)
+            out = builder.fmul(builder.fmul(p, s1), s2)
+        builder.store(out, ptr(o_arr), align=8)
         return context.get_dummy_value()
 
     return types.void(x, out, i), codegen

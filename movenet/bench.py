@@ -47,6 +47,24 @@ def _pin(threads: int) -> tuple[set, list[int]]:
     return old, cpus
 
 
+ROUNDS = 5  # turns each precision takes at each batch size
+
+
+def _chunks(gen: FastGenerator, cond: np.ndarray, source, u: np.ndarray, n_cond: int, chunk: int, threads: int):
+    """A call that generates the next `chunk` frames for cond's streams with `gen`, cycling through its n_cond
+    frames (and the source's samples), from a state of its own."""
+    hop = gen.hop
+    state = gen.init_state(cond[:, 0])
+
+    def run():
+        if state.t + chunk * hop > n_cond * hop:
+            state.t = 0
+        t = state.t
+        gen.generate(cond[:, t // hop: t // hop + chunk], None if source is None else source[:, t: t + chunk * hop],
+                     state, 1.0, u, threads)
+    return run
+
+
 def _rate(run, n_per_call: int, seconds: float, min_calls: int = 3) -> float:
     """Items per second of run() (n_per_call items per call), timed for at least `seconds` after one warm-up call."""
     run()
@@ -63,10 +81,13 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
     """Generation speed and memory, as a JSON-ready dict (`benchmarks/bench_generate.py` prints it).
 
     - "fast": per batch size B, samples/s in total and per stream and the real-time factors (samples/s / 16 kHz),
-      generating 5 frames per call for >= `seconds` after a warm-up, streams in lockstep on `threads` threads;
+      generating 5 frames per call, streams in lockstep on `threads` threads; the precisions take turns, ROUNDS
+      rounds of `seconds` / ROUNDS each (after a warm-up call): samples_per_s is the best round's (the engine
+      undisturbed, as the roofline's peaks are measured), median_samples_per_s the rounds' median;
     - "reference": the PyTorch loop (`MoveNet.step` + `sample_inverse_cdf`, one stream) for `reference_seconds`,
       the same-run yardstick: "speedup" is one fast stream over it, robust to a busy machine where absolute rates
-      are not; "over_fp32": each compact precision's rate over fp32's at the same batch size, in this run;
+      are not; "over_fp32": each compact precision's rate over fp32's at the same batch size, in this run, and
+      "over_fp32_paired_median" the median of the same ratio round by round;
     - "long": `long_seconds` of audio (default 10 min) for one stream from a video's frames, chunk by chunk with
       `generate.generate_chunks`, then decoded and written as a WAV, in a fresh process: the resident memory before
       generating (Python, torch, numba, the model and the video's frames), the peak up to the end of generation,
@@ -99,27 +120,30 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
             "roofline": roofline, "numba": numba.__version__, "torch": torch.__version__, "fast": [],
         }
         hop, chunk = config.hop, 5
+        paired = {}
         for B in batch_sizes:
+            cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
+            source = None if source1 is None else np.ascontiguousarray(np.repeat(source1, B, axis=0))
+            runs = {p: _chunks(g, cond, source, rng.random((B, chunk * hop)), n_cond, chunk, threads)
+                    for p, g in gens.items()}
+            # the precisions take turns, a few short rounds each: a busy neighbour slows whichever runs at the
+            # time, and turns share that out; the best round is each one's speed undisturbed, as the roofline's
+            # peaks are, and the rounds' ratios to fp32's (paired) say how steady that is
+            rounds = {p: [] for p in runs}
+            for _ in range(ROUNDS):
+                for p, run in runs.items():
+                    rounds[p].append(_rate(run, B * chunk * hop, seconds / ROUNDS, min_calls=1))
+            paired[B] = {p: round(float(np.median(np.array(r) / rounds["fp32"])), 2) for p, r in rounds.items()
+                         if p != "fp32"}
             for precision, g in gens.items():
-                cond = np.ascontiguousarray(np.repeat(cond1, B, axis=0))
-                source = None if source1 is None else np.ascontiguousarray(np.repeat(source1, B, axis=0))
-                state = g.init_state(cond[:, 0])
-                u = rng.random((B, chunk * hop))
-
-                def run():
-                    if state.t + chunk * hop > n_cond * hop:  # cycle through the frames
-                        state.t = 0
-                    t = state.t
-                    g.generate(cond[:, t // hop: t // hop + chunk],
-                               None if source is None else source[:, t: t + chunk * hop], state, 1.0, u, threads)
-
-                rate = _rate(run, B * chunk * hop, seconds)
+                rate = max(rounds[precision])
                 # what bounds it: one stream re-reads the weights every sample; a batch shares the reads and is
                 # bound by the multiply-adds
                 bound = min(roofline["cache_bandwidth_gb_s_by_block"][precision] * 1e9 / g.n_weight_bytes * B,
                             roofline["gemm_gflop_s_by_type"][precision] * 1e9 / (2 * gen.macs_per_sample))
                 results["fast"].append({
                     "batch": B, "precision": precision, "samples_per_s": round(rate),
+                    "median_samples_per_s": round(float(np.median(rounds[precision]))),
                     "per_stream_samples_per_s": round(rate / B), "realtime_factor": round(rate / SAMPLE_RATE, 2),
                     "per_stream_realtime_factor": round(rate / B / SAMPLE_RATE, 2),
                     "roofline_samples_per_s": round(bound), "fraction_of_roofline": round(rate / bound, 3)})
@@ -149,6 +173,7 @@ def benchmark(config: ModelConfig | None = None, seconds: float = 3.0, batch_siz
         results["over_fp32"] = {f"batch {B}": {r["precision"]: round(r["samples_per_s"] / fp32[B], 2)
                                                for r in results["fast"] if r["batch"] == B and r["precision"] != "fp32"}
                                 for B in fp32}
+        results["over_fp32_paired_median"] = {f"batch {B}": ratios for B, ratios in paired.items()}
         results["load_average_after"] = os.getloadavg()
     finally:
         os.sched_setaffinity(0, old_affinity)
@@ -182,11 +207,13 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
 
     out = {"tiles": "avx512" if WIDE_TILES else "avx2"}
     bandwidth = {}
+    try_seconds = min(seconds, 1.0) / 3
     for precision, n_bytes in weight_bytes.items():
         block = aligned(np.ones(n_bytes // 4, np.float32))  # as the engine's weights are
         times = max(1, int(2e8 // max(n_bytes, 1)))
-        # a roofline is a peak: the best of a few tries, since another process can take any one of them
-        rate = max(_rate(lambda: _read_all(block, times), times * n_bytes, min(seconds, 1.0) / 3) for _ in range(3))
+        # a roofline is a peak: the best of a few tries (as many as the engine's rounds), since another process
+        # can take any one of them
+        rate = max(_rate(lambda: _read_all(block, times), times * n_bytes, try_seconds) for _ in range(ROUNDS))
         bandwidth[precision] = rate / 1e9
     out["cache_bandwidth_gb_s_by_block"] = {p: round(b, 1) for p, b in bandwidth.items()}
     rows = 8 if WIDE_TILES else 6
@@ -207,13 +234,12 @@ def _roofline(weight_bytes: dict, flops_per_sample: int, seconds: float) -> dict
             for _ in range(n):
                 product(y, a, b)
 
-        peak[kind] = round(max(_rate(products, n * 2 * rows * 128 * 128, min(seconds, 1.0) / 3) for _ in range(3))
-                           / 1e9, 1)
+        peak[kind] = round(max(_rate(products, n * 2 * rows * 128 * 128, try_seconds) for _ in range(ROUNDS)) / 1e9, 1)
     if "amx" in weight_bytes:
         y32, x32, w_tiles = np.zeros((32, 128), np.float32), np.ones((32, 128), np.float32), to_amx_pairs(w)
         pairs = np.zeros((32, 80), np.uint32)
         peak["amx"] = round(max(_rate(lambda: _amx_products(y32, x32, w_tiles, pairs, n), n * 2 * 32 * 128 * 128,
-                                      min(seconds, 1.0) / 3) for _ in range(3)) / 1e9, 1)
+                                      try_seconds) for _ in range(ROUNDS)) / 1e9, 1)
     peak["bf16"] = peak["fp32"]
     out["gemm_gflop_s_by_type"] = {p: peak[p] for p in weight_bytes}
     out["single_stream_bound_samples_per_s"] = {

@@ -184,7 +184,9 @@ def iter_frames(
 
         def convert(frame) -> np.ndarray:
             h, w = size if size is not None else (frame.height, frame.width)
-            return frame.reformat(width=w, height=h, format=fmt).to_ndarray()
+            # one thread: the scaler's own threads (FFmpeg 8, PyAV 18.1.1) left a worker forked after this process
+            # had scaled frames waiting for ever on a thread the fork did not copy (prepare's workers fork)
+            return frame.reformat(width=w, height=h, format=fmt, threads=1).to_ndarray()
 
         def in_order() -> Iterator[tuple[Fraction, Fraction, object]]:
             heap: list = []

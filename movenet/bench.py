@@ -424,8 +424,12 @@ def _host() -> dict:
     except OSError:
         pass
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+    from numba.core import config
+
     return {"cpu": model, "intel": host_is_intel(), "isa": [f for f in wanted if f in flags], "cpus": os.cpu_count(),
-            "l2_bytes_per_core": host_cache_bytes(2)}  # with the vendor, what precision="auto" goes by
+            "l2_bytes_per_core": host_cache_bytes(2),  # with the vendor, what precision="auto" goes by
+            # the CPU numba compiles for where NUMBA_CPU_NAME names another (kernels._host_features): "host" else
+            "compiled_for": config.CPU_NAME or "host"}
 
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

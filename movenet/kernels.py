@@ -442,6 +442,12 @@ def _float_bits(typingctx, v):
 
 @functools.cache  # the CPU does not change under a running process
 def _host_features() -> dict:
+    """The instruction sets numba compiles for: the host's, or those NUMBA_CPU_FEATURES names ("+avx2,-avx512f,
+    ..."), which numba then compiles for instead (to build for an older CPU, or to run that CPU's code here)."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        return {f[1:]: f[0] == "+" for f in config.CPU_FEATURES.split(",") if f[:1] in "+-" and f[1:]}
     try:
         import llvmlite.binding as llvm
 

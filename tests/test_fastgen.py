@@ -709,3 +709,53 @@ def test_the_engines_weights_start_on_cache_lines():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)[:, 1:]
     copy = aligned(a)
     assert copy.ctypes.data % 64 == 0 and copy.dtype == a.dtype and np.array_equal(copy, a)
+
+
+# x86-64-v3 (Intel Haswell, AMD Zen 1 and later): AVX2 and FMA, no AVX-512. The kernels' narrow tiles and exp's
+# two-factor scaling serve such CPUs, and an AVX-512 host compiles neither unless numba is told to build for one.
+AVX2_TARGET = {"NUMBA_CPU_NAME": "haswell",
+               "NUMBA_CPU_FEATURES": "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fsgsbase,+fxsr,"
+                                     "+invpcid,+lzcnt,+mmx,+movbe,+pclmul,+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,"
+                                     "+sse4.1,+sse4.2,+ssse3,+xsave,+xsaveopt"}
+# the engine's tests that hold on any CPU, for the AVX2 build (with the first, which fails a build that silently
+# stayed AVX-512 rather than passing everything again)
+ON_ANY_CPU = ["the_kernels_compile_for", "exp_is_within", "tanh_and_sigmoid", "matmul_acc_matches",
+              "samples_equal_the_pytorch", "frame_by_frame", "bf16_weights_give", "inline_product",
+              "same_codes_alone", "auto_is", "bf16dot_is_refused", "int8_is_refused"]
+
+
+def test_the_kernels_compile_for_the_cpu_numba_compiles_for():
+    """The tiles' width follows the instruction sets numba targets (the host's, or NUMBA_CPU_FEATURES's), and the
+    code is that target's: 512-bit registers exactly where AVX-512 is on."""
+    from movenet import kernels
+    from movenet.kernels import _gemm_block
+
+    @numba.njit  # not cached, so that its machine code can be read back
+    def tile(y, x, w):
+        _gemm_block(y, x, w, 0, 0, 4, 16, 0)
+
+    y = np.zeros((4, 16), np.float32)
+    x, w = np.ones((4, 8), np.float32), np.full((8, 16), 0.5, np.float32)
+    tile(y, x, w)
+    np.testing.assert_array_equal(y, x @ w)
+    assert kernels.WIDE_TILES == bool(kernels._host_features().get("avx512f"))
+    assert ("zmm" in "".join(tile.inspect_asm().values())) == kernels.WIDE_TILES
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_CPU_FEATURES") == AVX2_TARGET["NUMBA_CPU_FEATURES"],
+                    reason="this is the AVX2 build's run")
+def test_an_avx2_cpu_passes_the_engines_tests():
+    """CPUs without AVX-512 (the fallback of "any x86 CPU"): the engine's tests that hold on any CPU, run again in
+    a process of their own with numba compiling for AVX2 (NUMBA_CPU_FEATURES); ~1 minute with a cold cache."""
+    import re
+    import subprocess
+    import sys
+
+    here = os.path.dirname(__file__)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                             os.path.join(here, "test_int8.py"), "-k", " or ".join(ON_ANY_CPU)], env={**os.environ, **AVX2_TARGET},
+                            capture_output=True, text=True, timeout=1200, cwd=os.path.dirname(here))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 20, result.stdout[-2000:]
+    assert "failed" not in result.stdout.splitlines()[-1]

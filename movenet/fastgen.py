@@ -30,7 +30,7 @@ from numba.extending import overload
 
 from movenet.audio import SILENCE
 from movenet.controls import SILENT_AMPLITUDE, loudness_channel
-from movenet.kernels import (aligned, columns, gate, host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel,
+from movenet.kernels import (aligned, block_major, columns, gate, host_cache_bytes, host_has_amx, host_has_bf16_dot, host_is_intel,
                              matmul, prefetch, tile_rows, to_amx_pairs, to_bf16, to_bf16_pairs)
 from movenet.int8 import gated_quads, host_has_vnni, int8_acc, pack_quads, takes as int8_takes, to_int8_quads
 from movenet.model import MoveNet
@@ -320,7 +320,7 @@ def _generate_parallel(params, cond, source, t0, hop, temperature, spread, gate,
 
 @numba.njit(cache=True, error_model="numpy")
 def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buffers, out):
-    """Logits for targets t0 .. t0 + T - 1 given the true codes [B, T] into out float32 [B, T, Q]."""
+    """Logits for targets t0 .. t0 + T - 1 given the true codes [B, T] into out float32 [B, T, P] (block-major)."""
     B, n = codes.shape
     work = _scratch(params, B)
     logits = work[6]
@@ -480,7 +480,8 @@ class FastGenerator:
         br         [L, C]         residual biases
         bs         [S]            the sum of all skip biases
         w1, b1     [S, S], [S]    head
-        w2, b2     [S, Q], [Q]
+        w2, b2     [S, P], [P]    its logits in the sampler's block-major order (`sampling.sample_row`: P = Q
+                                  rounded up to 64, the columns of no class 0 with a bias of -inf)
         dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
         shape      int64 [3]      the dilated convolutions' kernel size k and source channels E (0 without controls):
                                   the layers' products take k taps of C, then E inputs of the source; and the rows
@@ -534,11 +535,16 @@ class FastGenerator:
         histories = [(c.kernel_size - 1) * d for d in c.dilations]
         self.n_history = int(sum(histories))
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        self.class_positions = block_major(c.n_classes)  # where the head writes each class's logit
+        P = -(-c.n_classes // 64) * 64
+        w2 = np.zeros((c.skip_channels, P))
+        w2[:, self.class_positions] = f64["head.3.weight"].T
+        b2 = np.full(P, -np.inf)
+        b2[self.class_positions] = f64["head.3.bias"]
         past, now = (c.kernel_size - 1) * C, c.kernel_size * C  # wd's rows: taps oldest first, then the source
         self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd[:, :past]), f32(wd[:, now:]),
                        f32(wd[:, past:now]), f32(bd), f32(wrs), f32(br),
-                       f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(f64["head.3.weight"].T),
-                       f32(f64["head.3.bias"]), np.array(c.dilations, dtype=np.int64),
+                       f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(w2), f32(b2), np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels, C], dtype=np.int64))
         # auto goes by the fp32 weights' bytes: the params are still all fp32 here
@@ -657,9 +663,9 @@ class FastGenerator:
         if codes.size and (codes.min() < 0 or codes.max() >= self.config.n_classes):
             raise ValueError(f"codes must lie in 0 .. {self.config.n_classes - 1}")
         self._check_cond(cond_rows, B, self._n_rows(state.t, T), "cond_rows")
-        out = np.empty((B, T, self.config.n_classes), np.float32)
+        out = np.empty((B, T, self.params[12].shape[0]), np.float32)
         if T:
             _teacher_forced(self.params, cond_rows, self._source(source, B, T), state.t, self.hop, codes, state.prev_codes, state.input_codes,
                             state.buffers, out)
         state.t += T
-        return out
+        return out[..., self.class_positions]  # in class order

@@ -788,48 +788,14 @@ def _amx_product(typingctx, y, xp, w):
 # -- exp in float64 ---------------------------------------------------------------------------------------------------
 # For the sampler's softmax: libm's exp is a call per element (~10 ns); this vectorizes. exp(x) = 2^k exp(r) with
 # k = round(x / ln 2), r = x - k ln 2 (ln 2 split in two so k ln 2 is exact), |r| <= 0.35, exp(r) by its Taylor
-# polynomial of degree 13 (truncation < 1e-17), 2^k built from exponent bits in two halves so that results down
-# to the subnormal range round like a single multiplication. Within 2 ulp of numpy's exp.
+# polynomial of degree 13 (truncation < 1e-17), times 2^k: one vscalefpd with AVX-512, else built from exponent
+# bits in two halves, so that results down to the subnormal range round like a single multiplication. Within 2 ulp
+# of numpy's exp.
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of ln 2: k * _LN2_HI is exact for |k| < 2^11
 _LN2_LO = 1.90821492927058770002e-10
 _INV_FACTORIALS = tuple(1.0 / float(np.prod(np.arange(1, n + 1, dtype=np.float64))) for n in range(14))
 (_F0, _F1, _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12, _F13) = _INV_FACTORIALS
-
-
-@njit(cache=True, fastmath={"contract"}, error_model="numpy", _nrt=False)
-def exp_nonpositive(x, out, bits):
-    """out = exp(x) for float64 x [n] <= 0 (x < -745 gives 0), x and out apart; bits: int64 scratch [2, n].
-    8 at a time in 8-lane vectors (`_exp_8`: numba's own loop got 4 lanes on AVX-512), the rest one by one."""
-    n = x.shape[0]
-    whole = n - n % 8
-    for i in range(0, whole, 8):
-        _exp_8(x, out, i)
-    scale = bits.view(np.float64)
-    for i in range(whole, n):
-        v = max(x[i], -1000.0)
-        k = np.floor(v * _LOG2E + 0.5)
-        r = (v - k * _LN2_HI) - k * _LN2_LO
-        p = _F13
-        p = p * r + _F12
-        p = p * r + _F11
-        p = p * r + _F10
-        p = p * r + _F9
-        p = p * r + _F8
-        p = p * r + _F7
-        p = p * r + _F6
-        p = p * r + _F5
-        p = p * r + _F4
-        p = p * r + _F3
-        p = p * r + _F2
-        p = p * r + _F1
-        out[i] = p * r + _F0
-        ki = np.int64(k)
-        k1 = ki >> 1
-        bits[0, i] = (k1 + 1023) << 52
-        bits[1, i] = (ki - k1 + 1023) << 52
-    for i in range(whole, n):
-        out[i] = out[i] * scale[0, i] * scale[1, i]
 
 
 def _largest_lane(builder, v):
@@ -865,38 +831,77 @@ _F64 = ir.DoubleType()
 _DVEC, _QVEC = ir.VectorType(_F64, 8), ir.VectorType(_I64, 8)
 
 
+def _emit_exp(builder, v):
+    """exp of an 8-lane float64 vector v <= 0 (above; v < -745 gives 0)."""
+    d = lambda c: ir.Constant(_DVEC, [float(c)] * 8)  # noqa: E731
+    q = lambda c: ir.Constant(_QVEC, [int(c)] * 8)  # noqa: E731
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_DVEC, [_DVEC] * 3), "llvm.fma.v8f64")
+    floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_DVEC, [_DVEC]), "llvm.floor.v8f64")
+    v = builder.select(builder.fcmp_ordered(">", v, d(-1000.0)), v, d(-1000.0))
+    k = builder.call(floor, [builder.call(fma, [v, d(_LOG2E), d(0.5)])])
+    minus_k = builder.fneg(k)
+    r = builder.call(fma, [minus_k, d(_LN2_LO), builder.call(fma, [minus_k, d(_LN2_HI), v])])
+    p = d(_F13)
+    for f in (_F12, _F11, _F10, _F9, _F8, _F7, _F6, _F5, _F4, _F3, _F2, _F1, _F0):
+        p = builder.call(fma, [p, r, d(f)])
+    if WIDE_TILES:  # p * 2^k in one vscalefpd, rounded once (as the two steps below where the result is normal)
+        scalef = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            _DVEC, [_DVEC, _DVEC, _DVEC, ir.IntType(8), _I32]), "llvm.x86.avx512.mask.scalef.pd.512")
+        return builder.call(scalef, [p, k, d(0.0), ir.Constant(ir.IntType(8), -1), ir.Constant(_I32, 4)])
+    # 2^k in two factors, each a normal number down to x = -1000 (2^k alone is not below -1022)
+    ki = builder.fptosi(k, _QVEC)
+    k1 = builder.ashr(ki, q(1))
+    s1 = builder.bitcast(builder.shl(builder.add(k1, q(1023)), q(52)), _DVEC)
+    s2 = builder.bitcast(builder.shl(builder.add(builder.sub(ki, k1), q(1023)), q(52)), _DVEC)
+    return builder.fmul(builder.fmul(p, s1), s2)
+
+
+def _dvec_at(builder, arr, i):
+    """A pointer to the 8 float64 from element i of a contiguous 1-D array on."""
+    return builder.bitcast(builder.gep(arr.data, [i]), _DVEC.as_pointer())
+
+
 @intrinsic
-def _exp_8(typingctx, x, out, i):
-    """out[i : i + 8] = exp(x[i : i + 8]): `exp_nonpositive`'s steps in 8-lane float64 vectors."""
+def _exp_8_blocks(typingctx, x, out, weights, totals, weighted, v):
+    """`exp_block_sums` for blocks 8 v .. 8 v + 7: their 8 classes' exps (8 vectors), each block's sums in its
+    lane."""
     def codegen(context, builder, signature, args):
-        x_arr, o_arr, iv = _operands(context, builder, signature.args, args, 2)
-        ptr = lambda arr: builder.bitcast(builder.gep(arr.data, [iv]), _DVEC.as_pointer())  # noqa: E731
-        d = lambda v: ir.Constant(_DVEC, [float(v)] * 8)  # noqa: E731
-        q = lambda v: ir.Constant(_QVEC, [int(v)] * 8)  # noqa: E731
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_DVEC, [_DVEC] * 3), "llvm.fma.v8f64")
-        floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_DVEC, [_DVEC]), "llvm.floor.v8f64")
-        v = builder.load(ptr(x_arr), align=8)
-        v = builder.select(builder.fcmp_ordered(">", v, d(-1000.0)), v, d(-1000.0))
-        k = builder.call(floor, [builder.call(fma, [v, d(_LOG2E), d(0.5)])])
-        minus_k = builder.fneg(k)
-        r = builder.call(fma, [minus_k, d(_LN2_LO), builder.call(fma, [minus_k, d(_LN2_HI), v])])
-        p = d(_F13)
-        for f in (_F12, _F11, _F10, _F9, _F8, _F7, _F6, _F5, _F4, _F3, _F2, _F1, _F0):
-            p = builder.call(fma, [p, r, d(f)])
-        if WIDE_TILES:  # p * 2^k in one vscalefpd, rounded once (as the two steps below where the result is normal)
-            scalef = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                _DVEC, [_DVEC, _DVEC, _DVEC, ir.IntType(8), _I32]), "llvm.x86.avx512.mask.scalef.pd.512")
-            out = builder.call(scalef, [p, k, d(0.0), ir.Constant(ir.IntType(8), -1), ir.Constant(_I32, 4)])
-        else:  # 2^k in two factors, each a normal number down to x = -1000 (2^k alone is not below -1022)
-            ki = builder.fptosi(k, _QVEC)
-            k1 = builder.ashr(ki, q(1))
-            s1 = builder.bitcast(builder.shl(builder.add(k1, q(1023)), q(52)), _DVEC)
-            s2 = builder.bitcast(builder.shl(builder.add(builder.sub(ki, k1), q(1023)), q(52)), _DVEC)
-            out = builder.fmul(builder.fmul(p, s1), s2)
-        builder.store(out, ptr(o_arr), align=8)
+        x_arr, o_arr, w_arr, t_arr, s_arr, vv = _operands(context, builder, signature.args, args, 5)
+        (n,) = cgutils.unpack_tuple(builder, x_arr.shape, 1)
+        stride = builder.sdiv(n, ir.Constant(_I64, 8))  # a row of blocks: one class of each
+        first = builder.mul(vv, ir.Constant(_I64, 8))
+        total = weighted_total = ir.Constant(_DVEC, [0.0] * 8)
+        for i in range(8):  # class 8 j + i of blocks j = 8 v ..: the order of the reference's additions
+            at = builder.add(builder.mul(stride, ir.Constant(_I64, i)), first)
+            e = _emit_exp(builder, builder.load(_dvec_at(builder, x_arr, at), align=8))
+            builder.store(e, _dvec_at(builder, o_arr, at), align=8)
+            total = builder.fadd(total, e)
+            weight = builder.load(_dvec_at(builder, w_arr, at), align=8)
+            weighted_total = builder.fadd(weighted_total, builder.fmul(e, weight))
+        builder.store(total, _dvec_at(builder, t_arr, first), align=8)
+        builder.store(weighted_total, _dvec_at(builder, s_arr, first), align=8)
         return context.get_dummy_value()
 
-    return types.void(x, out, i), codegen
+    return types.void(x, out, weights, totals, weighted, v), codegen
+
+
+def block_major(n_classes: int) -> np.ndarray:
+    """Where each class lies in the block-major order of `exp_block_sums`: int64 [n_classes]. Blocks of 8 classes
+    (class 8 j + i is the i-th of block j), padded to a multiple of 8 blocks (64 classes); a row per class position
+    i, a column per block j: class 8 j + i at i * n_blocks + j, so that 8 blocks' sums are 8 lanes of one vector."""
+    n_blocks = -(-n_classes // 64) * 8
+    c = np.arange(n_classes)
+    return (c % 8) * n_blocks + c // 8
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def exp_block_sums(x, out, weights, totals, weighted):
+    """out = exp(x) for float64 x [64 n] <= 0 in block-major order (`block_major`; x < -745 gives 0; the exp
+    above), and for each block j of 8 classes: totals[j] = 0 + its exps in class order,
+    weighted[j] = 0 + its exps times weights (block-major too; each product rounded) in class order. A block's
+    classes are one lane of 8 vectors, so the sums are whole-vector additions, 8 blocks at once."""
+    for v in range(x.shape[0] // 64):
+        _exp_8_blocks(x, out, weights, totals, weighted, v)
 
 
 @intrinsic

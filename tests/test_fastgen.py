@@ -29,7 +29,7 @@ from movenet.fastgen import FastGenerator
 from movenet.generate import generate_chunks
 from movenet.movement import Movement, condition
 from movenet.sampling import sample_inverse_cdf
-from movenet.kernels import (exp_nonpositive, gate, host_has_amx, host_has_bf16_dot, matmul, matmul_acc, sigmoid,
+from movenet.kernels import (exp_block_sums, gate, host_has_amx, host_has_bf16_dot, matmul, matmul_acc, sigmoid,
                              tanh)
 from movenet.model import ModelConfig, MoveNet
 from movenet.stream import Streamer
@@ -166,13 +166,24 @@ def test_tanh_and_sigmoid_approximations():
     np.testing.assert_allclose(z[0], np.tanh(x64[::100]) / (1 + np.exp(x64[::100])), rtol=0, atol=5e-7)
 
 
-def test_exp_is_within_two_ulp_of_numpy():
+def test_exp_is_within_two_ulp_of_numpy_and_block_sums_add_in_class_order():
     x = -np.concatenate([np.linspace(0, 760, 200_001), [1e-300, 708.5, 745.1, 1e6, np.inf]])
+    x = np.concatenate([x, np.zeros(-len(x) % 64)])  # whole groups of 8 blocks
     out = np.empty_like(x)
-    exp_nonpositive(x, out, np.empty((2, x.size), np.int64))
+    n_blocks = len(x) // 8
+    weights = np.random.default_rng(0).standard_normal(len(x))
+    totals, weighted = np.empty(n_blocks), np.empty(n_blocks)
+    exp_block_sums(x, out, weights, totals, weighted)
     ref = np.exp(x)
     assert (np.abs(out - ref) <= 2 * np.spacing(ref)).all()
-    assert out[-1] == out[-2] == 0 and out[0] == 1
+    assert out[200_004] == out[200_005] == 0 and out[0] == 1
+    # block j's classes are x[i * n_blocks + j] for i = 0 .. 7 (kernels.block_major): added in that order from 0
+    want, want_weighted = np.zeros(n_blocks), np.zeros(n_blocks)
+    for i in range(8):
+        row = slice(i * n_blocks, (i + 1) * n_blocks)
+        want, want_weighted = want + out[row], want_weighted + out[row] * weights[row]
+    np.testing.assert_array_equal(totals, want)
+    np.testing.assert_array_equal(weighted, want_weighted)
 
 
 @pytest.mark.parametrize("B", [1, 2, 3, 5, 8, 13, 32])
@@ -719,7 +730,7 @@ AVX2_TARGET = {"NUMBA_CPU_NAME": "haswell",
                                      "+sse4.1,+sse4.2,+ssse3,+xsave,+xsaveopt"}
 # the engine's tests that hold on any CPU, for the AVX2 build (with the first, which fails a build that silently
 # stayed AVX-512 rather than passing everything again)
-ON_ANY_CPU = ["the_kernels_compile_for", "exp_is_within", "tanh_and_sigmoid", "matmul_acc_matches",
+ON_ANY_CPU = ["the_kernels_compile_for", "exp_is_within", "compiled_sampler_equals", "tanh_and_sigmoid", "matmul_acc_matches",
               "samples_equal_the_pytorch", "frame_by_frame", "bf16_weights_give", "inline_product",
               "same_codes_alone", "auto_is", "bf16dot_is_refused", "int8_is_refused"]
 
@@ -753,9 +764,10 @@ def test_an_avx2_cpu_passes_the_engines_tests():
 
     here = os.path.dirname(__file__)
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                             os.path.join(here, "test_int8.py"), "-k", " or ".join(ON_ANY_CPU)], env={**os.environ, **AVX2_TARGET},
+                             os.path.join(here, "test_int8.py"), os.path.join(here, "test_sampling.py"),
+                             "-k", " or ".join(ON_ANY_CPU)], env={**os.environ, **AVX2_TARGET},
                             capture_output=True, text=True, timeout=1200, cwd=os.path.dirname(here))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     passed = re.search(r"(\d+) passed", result.stdout)
-    assert passed and int(passed.group(1)) >= 20, result.stdout[-2000:]
+    assert passed and int(passed.group(1)) >= 40, result.stdout[-2000:]
     assert "failed" not in result.stdout.splitlines()[-1]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from movenet import audio
-from movenet.sampling import check_spread, check_temperature, sample_inverse_cdf, sample_row
+from movenet.sampling import check_spread, check_temperature, sample_inverse_cdf, sample_row, to_block_major
 
 
 def test_sampling_policy_follows_softmax_over_temperature():
@@ -42,10 +42,28 @@ def test_compiled_sampler_equals_the_numpy_policy(temperature, spread):
     rng = np.random.default_rng(1)
     logits = (rng.standard_normal((2000, 256)) * 3).astype(np.float32)
     u = rng.random(2000)
+    logits[:3] = 0.5  # ties: the first maximum, the first class past the threshold
+    u[:2] = 0.0, 1 - 2**-53
     expected = sample_inverse_cdf(logits, temperature, u, spread)
+    rows = to_block_major(logits)  # the engine's order
     cdf, bits = np.empty((2, 256)), np.empty((2, 256), np.int64)
-    got = np.array([sample_row(logits[i], temperature, spread, u[i], cdf, bits) for i in range(len(u))])
+    got = np.array([sample_row(rows[i], temperature, spread, u[i], cdf, bits) for i in range(len(u))])
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("n_classes", [3, 64, 77, 200])
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
+def test_compiled_sampler_equals_the_numpy_policy_for_other_class_counts(n_classes, temperature):
+    """Classes padded to a multiple of 64 (logits of -inf: never drawn, no share of the sums)."""
+    rng = np.random.default_rng(2)
+    logits = (rng.standard_normal((500, n_classes)) * 3).astype(np.float32)
+    u = rng.random(500)
+    u[:2] = 0.0, 1 - 2**-53
+    rows = to_block_major(logits)
+    assert rows.shape == (500, -(-n_classes // 64) * 64) and np.isneginf(rows).sum() == 500 * (rows.shape[1] - n_classes)
+    cdf, bits = np.empty((2, rows.shape[1])), np.empty((2, rows.shape[1]), np.int64)
+    got = np.array([sample_row(rows[i], temperature, 1.0, u[i], cdf, bits) for i in range(len(u))])
+    np.testing.assert_array_equal(got, sample_inverse_cdf(logits, temperature, u))
 
 
 def _peaked(center: int, width: float, n: int) -> np.ndarray:

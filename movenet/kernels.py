@@ -119,8 +119,24 @@ def _splat_f32(v):
     return ir.Constant(_VEC, [float(v)] * LANES)
 
 
-def _fma(builder):
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+def _fma(builder, vec_type=None):
+    """The function a * b + c of vec_type vectors: fused where the CPU multiplies and adds in one instruction; on
+    CPUs without FMA (SSE-only or AVX-only x86: pre-2013 cores, and Atom, Celeron and Pentium Silver cores until
+    2021) LLVM would call a software fma for every lane (one stream ran at 0.3x real time so), so there a multiply
+    and an add, rounded twice."""
+    vec_type = vec_type or _VEC  # (defined below)
+    kind = f"v{vec_type.count}{'f32' if vec_type.element == _F32 else 'f64'}"
+    signature = ir.FunctionType(vec_type, [vec_type] * 3)
+    if HAS_FMA:
+        return cgutils.get_or_insert_function(builder.module, signature, f"llvm.fma.{kind}")
+    fn = cgutils.get_or_insert_function(builder.module, signature, f"movenet_mul_add_{kind}")
+    if fn.is_declaration:
+        fn.linkage = "internal"
+        fn.attributes.add("alwaysinline")
+        body = ir.IRBuilder(fn.append_basic_block())
+        a, b, c = fn.args
+        body.ret(body.fadd(body.fmul(a, b), c))
+    return fn
 
 
 def _operands(context, builder, arg_types, arg_values, n_arrays):
@@ -229,7 +245,7 @@ def _emit_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, PF, BF16, PAIRS)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC, _PAIRS_VEC, _PAIRS_VEC]),
                                              "llvm.x86.avx512bf16.dpbf16ps.512")
     else:
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+        fma = _fma(builder)
     prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [_I32] * 3),
                                               "llvm.prefetch.p0i8")
     splat = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
@@ -456,6 +472,11 @@ def _host_features() -> dict:
         return {}
 
 
+def host_has_avx2() -> bool:
+    """Whether numba compiles for a CPU with AVX2 (256-bit integer vectors, which bf16's widening takes)."""
+    return bool(_host_features().get("avx2"))
+
+
 def _host_has_avx512() -> bool:
     return bool(_host_features().get("avx512f"))
 
@@ -503,6 +524,7 @@ def host_cache_bytes(level: int) -> int:
 # accumulator takes two). Tiles that do not fit spill to memory on every multiply-add: with AVX-512's tiles an
 # AVX2 core ran batches no faster than one stream. Fixed when this module is compiled (numba folds the branch).
 WIDE_TILES = _host_has_avx512()
+HAS_FMA = bool(_host_features().get("fma"))  # `_fma`
 HAS_BF16_CONVERT = host_has_bf16_dot()  # vcvtneps2bf16 comes with vdpbf16ps (AVX512-BF16)
 # Rows of w the tiles prefetch ahead. Weights that live in L3 between samples (2 MB of them, an earlier default
 # config on a Zen 4 with 1 MB of L2) went from ~19 to ~16 us a sample with 4; the default weights now (0.3 MB in
@@ -835,7 +857,7 @@ def _emit_exp(builder, v):
     """exp of an 8-lane float64 vector v <= 0 (above; v < -745 gives 0)."""
     d = lambda c: ir.Constant(_DVEC, [float(c)] * 8)  # noqa: E731
     q = lambda c: ir.Constant(_QVEC, [int(c)] * 8)  # noqa: E731
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_DVEC, [_DVEC] * 3), "llvm.fma.v8f64")
+    fma = _fma(builder, _DVEC)
     floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_DVEC, [_DVEC]), "llvm.floor.v8f64")
     v = builder.select(builder.fcmp_ordered(">", v, d(-1000.0)), v, d(-1000.0))
     k = builder.call(floor, [builder.call(fma, [v, d(_LOG2E), d(0.5)])])

@@ -305,13 +305,13 @@ def _emit_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, PF, BF16, PAIRS)
 @intrinsic
 def _one_row(typingctx, y, x, w):
     """y += x @ w for one row (y float32 [1, O] with O a multiple of 16, x float32 [1, K], w float32 or bfloat16
-    [K, O]): `_gemm_block`'s 1-row tiles across the columns (128 wide with AVX-512's registers, else 64), then one
-    each of the narrower ones for the rest, emitted where it is called (why: the module docstring).
+    [K, O]): `_gemm_block`'s 1-row tiles across the columns (ROW_TILE wide), then one each of the narrower ones for
+    the rest, emitted where it is called (why: the module docstring).
     """
     if w.dtype not in (types.float32, types.uint16) or x.dtype != types.float32:
         return None
     BF16 = w.dtype == types.uint16
-    wide = 128 if WIDE_TILES else 64
+    wide = ROW_TILE
     sig = types.void(y, x, w)
 
     def codegen(context, builder, signature, args):
@@ -524,6 +524,9 @@ def host_cache_bytes(level: int) -> int:
 # accumulator takes two). Tiles that do not fit spill to memory on every multiply-add: with AVX-512's tiles an
 # AVX2 core ran batches no faster than one stream. Fixed when this module is compiled (numba folds the branch).
 WIDE_TILES = _host_has_avx512()
+# One stream's tiles: a row of ROW_TILE columns, 8 accumulators of AVX-512 (or AVX2's 8 of 8 lanes); with SSE's 16
+# registers of 4 lanes, 64 columns took all 16 and spilled (one stream 59,500 samples/s against 77,800 at 32)
+ROW_TILE = 128 if WIDE_TILES else 64 if _host_features().get("avx") else 32
 HAS_FMA = bool(_host_features().get("fma"))  # `_fma`
 HAS_BF16_CONVERT = host_has_bf16_dot()  # vcvtneps2bf16 comes with vdpbf16ps (AVX512-BF16)
 # Rows of w the tiles prefetch ahead. Weights that live in L3 between samples (2 MB of them, an earlier default
@@ -540,7 +543,8 @@ def matmul_acc(y, x, w):
     Tiles with AVX-512 (WIDE_TILES): 8 rows x 32 columns (16 accumulators), then 4 x 64, 2 x 64 and 1 x 128 (or
     64, 32) for the rows left over (one stream is the 1-row case: 8 independent accumulators keep the FMA units
     busy), then 16-column tiles. Otherwise (AVX2: 16 registers of 8 lanes): 6 x 16 (12 registers of
-    accumulators), 4 x 16, 2 x 32 and 1 x 64 (8 each). Then plain loops for the last O % 16 columns.
+    accumulators), 4 x 16, 2 x 32 and 1 x 64 (8 each; 1 x 32 with SSE only: ROW_TILE). Then plain loops for the
+    last O % 16 columns.
     """
     B, O = y.shape
     b = 0
@@ -602,14 +606,14 @@ def matmul_acc(y, x, w):
             b += 2
     if b < B:
         o = 0
-        if WIDE_TILES:
+        if ROW_TILE >= 128:
             while o + 128 <= O:
                 _gemm_block(y, x, w, b, o, 1, 128, PREFETCH_ROWS)
                 o += 128
-        while o + 64 <= O:
+        while ROW_TILE >= 64 and o + 64 <= O:
             _gemm_block(y, x, w, b, o, 1, 64, PREFETCH_ROWS)
             o += 64
-        if o + 32 <= O:
+        while o + 32 <= O:
             _gemm_block(y, x, w, b, o, 1, 32, PREFETCH_ROWS)
             o += 32
         if o + 16 <= O:

@@ -8,6 +8,36 @@
 __version__ = "0.1.0"
 
 
+def _drop_stale_compiled_code() -> None:
+    """numba's cache checks each compiled function against its own file only, but functions here take in code from
+    other files (kernels' and int8's intrinsics are emitted inside fastgen's and sampling's loops): after an update
+    that changed kernels.py alone, fastgen's cached machine code would still hold the old kernels. So the package's
+    sources are checked together, once an import: if any changed, every cached function of the package is compiled
+    afresh (its files in __pycache__; a NUMBA_CACHE_DIR elsewhere is the user's to clear)."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    package = Path(__file__).parent
+    cache = package / "__pycache__"
+    try:
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(package.glob("*.py")))).hexdigest()
+        stamp = cache / "compiled-sources.sha256"
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        for old in cache.glob("*.nb[ic]"):
+            old.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        partial = cache / f"compiled-sources.{os.getpid()}.tmp"
+        partial.write_text(digest)
+        partial.replace(stamp)
+    except OSError:  # a read-only install: numba then caches elsewhere, or not at all
+        pass
+
+
+_drop_stale_compiled_code()
+
+
 def load_model(path, device="cpu"):
     """A trained model.pt (see movenet.checkpoint.load)."""
     from movenet.checkpoint import load

@@ -789,3 +789,32 @@ def test_older_cpus_pass_the_engines_tests(cpu):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) >= 40, result.stdout[-2000:]
+
+
+def test_compiled_code_is_dropped_when_any_source_of_the_package_changes(tmp_path):
+    """numba checks a cached function against its own file only; kernels.py's intrinsics live on inside fastgen's
+    cached loops, so the package drops all its cached code when any of its sources changes (movenet/__init__)."""
+    import shutil
+    import subprocess
+    import sys
+
+    package = tmp_path / "movenet"
+    shutil.copytree(os.path.dirname(controls.__file__), package,
+                    ignore=shutil.ignore_patterns("__pycache__", "assets", "web"))
+    cache = package / "__pycache__"
+
+    def import_it():
+        subprocess.run([sys.executable, "-c", "import movenet"], cwd=tmp_path, check=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+
+    import_it()  # the first import stamps the sources
+    compiled = [cache / "fastgen._sample-1.py311.nbi", cache / "fastgen._sample-1.py311.0.nbc"]
+    for f in compiled:
+        f.write_bytes(b"machine code")
+    import_it()
+    assert all(f.exists() for f in compiled)  # nothing changed: kept
+    with open(package / "kernels.py", "a") as f:
+        f.write("\n# an update\n")
+    import_it()
+    assert not any(f.exists() for f in compiled)  # dropped, fastgen.py untouched as it was
+    assert (cache / "compiled-sources.sha256").exists() and not list(cache.glob("*.tmp"))

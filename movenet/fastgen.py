@@ -30,9 +30,9 @@ from numba.extending import overload
 
 from movenet.audio import SILENCE
 from movenet.controls import SILENT_AMPLITUDE, loudness_channel
-from movenet.kernels import (aligned, block_major, columns, gate, host_cache_bytes, host_has_amx, host_has_avx2,
-                             host_has_bf16_dot, host_is_intel,
-                             matmul, prefetch, tile_rows, to_amx_pairs, to_bf16, to_bf16_pairs)
+from movenet.kernels import (aligned, block_major, block_major_size, columns, gate, host_cache_bytes, host_has_amx,
+                             host_has_avx2, host_has_bf16_dot, host_is_intel, matmul, prefetch, tile_rows,
+                             to_amx_pairs, to_bf16, to_bf16_pairs)
 from movenet.int8 import gated_quads, host_has_vnni, int8_acc, pack_quads, takes as int8_takes, to_int8_quads
 from movenet.model import MoveNet
 from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
@@ -414,8 +414,8 @@ def auto_precision(fp32_weight_bytes: int, int8_fits: bool = True) -> str:
     so is amx (Intel's AMX tiles: 1.4-1.6x fp32 for 16 or more streams, a third of fp32's speed for one).
     Without AVX2 (SSE or AVX only: x86 before 2013, Atom, Celeron and Pentium Silver cores until 2021) the
     widening runs in 128-bit integer vectors: built for SSE4.2 on a Zen 4, one stream ran 44,800 samples/s in bf16
-    against 59,500 in fp32. The choice is the host's, never the batch's: a stream plays the same codes alone as beside others, and one
-    host's live sessions play what its `movenet generate` makes.
+    against 59,500 in fp32. The choice is the host's, never the batch's: a stream plays the same codes alone as
+    beside others, and one host's live sessions play what its `movenet generate` makes.
     """
     if not host_has_avx2():
         return "fp32"
@@ -486,7 +486,7 @@ class FastGenerator:
         bs         [S]            the sum of all skip biases
         w1, b1     [S, S], [S]    head
         w2, b2     [S, P], [P]    its logits in the sampler's block-major order (`sampling.sample_row`: P = Q
-                                  rounded up to 64, the columns of no class 0 with a bias of -inf)
+                                  rounded up to 64; where no class is, a column of zeros and a bias of -inf)
         dilations  int64 [L]; offsets int64 [L]: layer l's ring rows in FastState.buffers
         shape      int64 [3]      the dilated convolutions' kernel size k and source channels E (0 without controls):
                                   the layers' products take k taps of C, then E inputs of the source; and the rows
@@ -541,7 +541,7 @@ class FastGenerator:
         self.n_history = int(sum(histories))
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
         self.class_positions = block_major(c.n_classes)  # where the head writes each class's logit
-        P = -(-c.n_classes // 64) * 64
+        P = block_major_size(c.n_classes)
         w2 = np.zeros((c.skip_channels, P))
         w2[:, self.class_positions] = f64["head.3.weight"].T
         b2 = np.full(P, -np.inf)
@@ -549,7 +549,8 @@ class FastGenerator:
         past, now = (c.kernel_size - 1) * C, c.kernel_size * C  # wd's rows: taps oldest first, then the source
         self.params = (f32(in_tables), f32(f64["input_conv.linear.bias"]), f32(wd[:, :past]), f32(wd[:, now:]),
                        f32(wd[:, past:now]), f32(bd), f32(wrs), f32(br),
-                       f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(w2), f32(b2), np.array(c.dilations, dtype=np.int64),
+                       f32(bs), f32(f64["head.1.weight"].T), f32(f64["head.1.bias"]), f32(w2), f32(b2),
+                       np.array(c.dilations, dtype=np.int64),
                        np.cumsum([0] + histories[:-1]).astype(np.int64),
                        np.array([c.kernel_size, c.source_channels, C], dtype=np.int64))
         # auto goes by the fp32 weights' bytes: the params are still all fp32 here

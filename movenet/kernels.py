@@ -911,11 +911,16 @@ def _exp_8_blocks(typingctx, x, out, weights, totals, weighted, v):
     return types.void(x, out, weights, totals, weighted, v), codegen
 
 
+def block_major_size(n_classes: int) -> int:
+    """The length of `block_major`'s order: n_classes rounded up to a multiple of 64."""
+    return -(-n_classes // 64) * 64
+
+
 def block_major(n_classes: int) -> np.ndarray:
     """Where each class lies in the block-major order of `exp_block_sums`: int64 [n_classes]. Blocks of 8 classes
     (class 8 j + i is the i-th of block j), padded to a multiple of 8 blocks (64 classes); a row per class position
     i, a column per block j: class 8 j + i at i * n_blocks + j, so that 8 blocks' sums are 8 lanes of one vector."""
-    n_blocks = -(-n_classes // 64) * 8
+    n_blocks = block_major_size(n_classes) // 8
     c = np.arange(n_classes)
     return (c % 8) * n_blocks + c // 8
 
@@ -923,9 +928,9 @@ def block_major(n_classes: int) -> np.ndarray:
 @njit(cache=True, error_model="numpy", _nrt=False)
 def exp_block_sums(x, out, weights, totals, weighted):
     """out = exp(x) for float64 x [64 n] <= 0 in block-major order (`block_major`; x < -745 gives 0; the exp
-    above), and for each block j of 8 classes: totals[j] = 0 + its exps in class order,
-    weighted[j] = 0 + its exps times weights (block-major too; each product rounded) in class order. A block's
-    classes are one lane of 8 vectors, so the sums are whole-vector additions, 8 blocks at once."""
+    above), and for each block j of 8 classes: totals[j] = 0 + its exps in class order, weighted[j] = 0 + its exps
+    times weights (block-major too; each product rounded) in class order. A block's classes are one lane of 8
+    vectors, so the sums are whole-vector additions, 8 blocks at once."""
     for v in range(x.shape[0] // 64):
         _exp_8_blocks(x, out, weights, totals, weighted, v)
 

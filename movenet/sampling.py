@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from movenet.audio import MU, mu_law_decode
-from movenet.kernels import block_major, exp_block_sums, max_16
+from movenet.kernels import block_major, block_major_size, exp_block_sums, max_16
 
 # The share of a draw's scatter about the expected sample that generation keeps unless told otherwise: measured
 # on the held-out dancers (README, "Clean tones"), it cuts the hiss by 6 dB and keeps loudness following.
@@ -143,7 +143,7 @@ def to_block_major(logits) -> np.ndarray:
     class is."""
     logits = np.asarray(logits, np.float32)
     Q = logits.shape[-1]
-    out = np.full(logits.shape[:-1] + (-(-Q // 64) * 64,), -np.inf, np.float32)
+    out = np.full(logits.shape[:-1] + (block_major_size(Q),), -np.inf, np.float32)
     out[..., block_major(Q)] = logits
     return out
 
@@ -163,10 +163,11 @@ def sample_row(logits, temperature, spread, u, scratch, bits):
     P = logits.shape[0]
     n_blocks = P // BLOCK
     if temperature == 0.0:
-        best = 0
+        best, top = 0, logits[0]
         for c in range(1, P):  # the first maximum in class order
-            if logits[(c % BLOCK) * n_blocks + c // BLOCK] > logits[(best % BLOCK) * n_blocks + best // BLOCK]:
-                best = c
+            v = logits[(c % BLOCK) * n_blocks + c // BLOCK]
+            if v > top:
+                best, top = c, v
         return best
     z, e = scratch[0], scratch[1]
     top = _max(logits)

@@ -12,10 +12,11 @@ Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence 
 
 Speed, one core (`movenet bench`): one stream re-reads the weights (0.59 MB in fp32) for every sample, so its
 products are bound by cache bandwidth, and what else a sample does (the gates, the sampler) adds to them; B streams
-share each weight read, so batches approach the multiply units' limit. The loops that run every sample are compiled
-without reference counting (`_nrt=False`): numba counts each view of an array it makes, and each count is an atomic
-increment, which on x86 also waits for the stores before it and holds back the loads after it. `movenet.generate`
-drives it chunk by chunk, so memory stays flat in a video's length.
+share each weight read, so batches approach the multiply units' limit. In int8, a few streams run one by one, each
+stream's layers in one pass (`_forward_streams`): there a chain of dependent steps bounds a sample, not bytes. The
+loops that run every sample are compiled without reference counting (`_nrt=False`): numba counts each view of an
+array it makes, and each count is an atomic increment, which on x86 also waits for the stores before it and holds
+back the loads after it. `movenet.generate` drives it chunk by chunk, so memory stays flat in a video's length.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ from movenet.controls import SILENT_AMPLITUDE, loudness_channel
 from movenet.kernels import (aligned, block_major, block_major_size, columns, gate, host_cache_bytes, host_has_amx,
                              host_has_avx2, host_has_bf16_dot, host_is_intel, matmul, prefetch, tile_rows,
                              to_amx_pairs, to_bf16, to_bf16_pairs)
-from movenet.int8 import gated_quads, host_has_vnni, int8_acc, pack_quads, takes as int8_takes, to_int8_quads
+from movenet.int8 import (StackShape, gated_quads, head_row, host_has_vnni, int8_acc, pack_quads, stack_row,
+                          takes as int8_takes, to_int8_quads)
 from movenet.model import MoveNet
 from movenet.sampling import DEFAULT_SPREAD, sample_row, spreads, temperatures
+
+FUSED_STREAMS = 3  # int8 runs up to this many streams one by one (`_forward_streams`); 4 ran as fast either way
 
 # -- the compiled network ---------------------------------------------------------------------------------------------
 # `params` is the tuple FastGenerator.params; state arrays are FastState's; `work` is the tuple of scratch arrays
@@ -63,8 +67,10 @@ def _scratch(params, B):
     widest = max(C, shape[1], G // 2, S)
     pairs = np.zeros((B, widest + 16), np.uint32)
     # int8's quantized rows (movenet.int8; unused otherwise): the source, a layer's input, z; the past taps' slots
+    # of a layer, and of every layer with the row its input goes to (`int8.stack_row`'s)
     quads = (np.zeros((B, shape[1] // 4 + 2), np.uint32), np.zeros((B, C // 4 + 2), np.uint32),
-             np.zeros((B, G // 8 + 2), np.uint32), np.zeros(max(shape[0] - 1, 1), np.int64))
+             np.zeros((B, G // 8 + 2), np.uint32), np.zeros(max(shape[0] - 1, 1), np.int64),
+             np.zeros((L, max(shape[0], 1)), np.int64))
     return xs, h, z, hc, a, h1, logits, cdf, bits, pairs, quads
 
 
@@ -142,7 +148,7 @@ def _forward_int8(t, params, prev, source, input_codes, buffers, work):
     tap in its slot. buffers: uint32 [B, H, C/4 + 1], each ring row a quantized input."""
     in_tables, in_bias, wd_past, wd_source, wd_input, bd, wrs, br, bs, w1, b1, w2, b2, dilations, offsets, shape = params
     xs, h, z, hc, a, h1, logits, cdf, bits, pairs, quads = work
-    source_q, input_q, zq, past_slots = quads
+    source_q, input_q, zq, past_slots = quads[:4]
     B = prev.shape[0]
     L = bd.shape[0]
     C, S = in_bias.shape[0], bs.shape[0]
@@ -173,17 +179,50 @@ def _forward_int8(t, params, prev, source, input_codes, buffers, work):
     _head(params, xs, a, h1, logits, pairs)
 
 
-def _step(t, params, prev, source, input_codes, buffers, work):
-    """The logits of target t: `_forward`, or `_forward_int8` for int8 weights. Compiled code only."""
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _forward_streams(t, params, prev, source, input_codes, buffers, work, stack):
+    """`_forward_int8` stream by stream, each stream's layers in one pass (`int8.stack_row`, compiled for the shape
+    `stack`) where `_forward_int8` takes each layer for all streams in three calls. A few streams run faster so (one
+    stream: 1.7x); many share each weight read better in `_forward_int8`. Its values are `_forward_int8`'s."""
+    wd_past, wd_source, wd_input, wrs, br = params[2], params[3], params[4], params[6], params[7]
+    w1, b1, w2, b2, dilations, offsets, shape = params[9:]
+    xs, hc, logits, quads = work[0], work[3], work[6], work[10]
+    source_q, layer_slots = quads[0], quads[4]
+    L = dilations.shape[0]
+    k, E = shape[0], shape[1]
+    _embed(t, params, prev, input_codes, xs)
+    if E:
+        pack_quads(source, source_q)
+    for l in range(L):
+        d = dilations[l]
+        n = (k - 1) * d
+        for j in range(k):  # the past taps oldest first, then the row this sample's input goes to
+            layer_slots[l, j] = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
+    for b in range(prev.shape[0]):
+        stack_row(xs[b:], hc[:, b:], buffers[b:], layer_slots, source_q[b:], wd_past, wd_source, wd_input, wrs, br,
+                  stack)
+        head_row(xs[b:], w1, b1, w2, b2, logits[b:], stack)
+
+
+def _step(t, params, prev, source, input_codes, buffers, work, stack):
+    """The logits of target t: `_forward`, or `_forward_int8` for int8 weights (stack: the model's
+    `int8.StackShape`). Compiled code only."""
     raise NotImplementedError("fastgen._step runs inside compiled code")
 
 
 @overload(_step, inline="always", jit_options={"cache": True, "error_model": "numpy"})
-def _step_for(t, params, prev, source, input_codes, buffers, work):
+def _step_for(t, params, prev, source, input_codes, buffers, work, stack):
+    if params[4].dtype == types.int8 and stack.code:
+        def streams_or_layers(t, params, prev, source, input_codes, buffers, work, stack):
+            if prev.shape[0] <= FUSED_STREAMS:
+                _forward_streams(t, params, prev, source, input_codes, buffers, work, stack)
+            else:
+                _forward_int8(t, params, prev, source, input_codes, buffers, work)
+        return streams_or_layers
     if params[4].dtype == types.int8:
-        return lambda t, params, prev, source, input_codes, buffers, work: _forward_int8(
+        return lambda t, params, prev, source, input_codes, buffers, work, stack: _forward_int8(
             t, params, prev, source, input_codes, buffers, work)
-    return lambda t, params, prev, source, input_codes, buffers, work: _forward(
+    return lambda t, params, prev, source, input_codes, buffers, work, stack: _forward(
         t, params, prev, source, input_codes, buffers, work)
 
 
@@ -279,17 +318,18 @@ def _independent_part(l, t, params, source, buffers, h, pairs):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _generate(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out):
+def _generate(params, stack, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out):
     """Sample u.shape[1] targets from t0 for every stream into out uint8 [B, n]; cond [B, n_rows, L*G] starts at
     frame t0 // hop, source [B, n, E] at target t0, temperature and spread float64 [B] (each stream's own), gate
     the source's loudness channel (-1: no silence gate; movenet.controls.SILENT_AMPLITUDE). Leaves
-    prev/input_codes/buffers as the state at t0 + n. Holds no GIL: a live server's other threads run meanwhile."""
-    _sample(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out,
+    prev/input_codes/buffers as the state at t0 + n. stack: `FastGenerator.stack`, compiled in as constants. Holds
+    no GIL: a live server's other threads run meanwhile."""
+    _sample(params, stack, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out,
             _scratch(params, u.shape[0]))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
-def _sample(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out, work):
+def _sample(params, stack, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out, work):
     """`_generate`'s loop, in work arrays made before it and without reference counts: the views it takes every
     sample (the sample's source, each stream's logits), each counted up and down, cost one fp32 stream 7-11% of
     its time (the module docstring says why; alternating runs in one process, Zen 4)."""
@@ -300,7 +340,7 @@ def _sample(params, cond, source, t0, hop, temperature, spread, gate, u, prev, i
         t = t0 + i
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[3])
-        _step(t, params, prev, source[:, i], input_codes, buffers, work)
+        _step(t, params, prev, source[:, i], input_codes, buffers, work, stack)
         for b in range(B):
             code = sample_row(logits[b], temperature[b], spread[b], u[b, i], cdf, bits)
             if gate >= 0 and source[b, i, gate] < SILENT_AMPLITUDE:
@@ -310,17 +350,17 @@ def _sample(params, cond, source, t0, hop, temperature, spread, gate, u, prev, i
 
 
 @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def _generate_parallel(params, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers, out,
-                       bounds):
+def _generate_parallel(params, stack, cond, source, t0, hop, temperature, spread, gate, u, prev, input_codes, buffers,
+                       out, bounds):
     """_generate on the stream groups bounds[g]:bounds[g+1], one group per thread (streams are independent)."""
     for g in numba.prange(bounds.shape[0] - 1):
         s, e = bounds[g], bounds[g + 1]
-        _generate(params, cond[s:e], source[s:e], t0, hop, temperature[s:e], spread[s:e], gate, u[s:e], prev[s:e],
-                  input_codes[s:e], buffers[s:e], out[s:e])
+        _generate(params, stack, cond[s:e], source[s:e], t0, hop, temperature[s:e], spread[s:e], gate, u[s:e],
+                  prev[s:e], input_codes[s:e], buffers[s:e], out[s:e])
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buffers, out):
+def _teacher_forced(params, stack, cond, source, t0, hop, codes, prev, input_codes, buffers, out):
     """Logits for targets t0 .. t0 + T - 1 given the true codes [B, T] into out float32 [B, T, P] (block-major)."""
     B, n = codes.shape
     work = _scratch(params, B)
@@ -330,7 +370,7 @@ def _teacher_forced(params, cond, source, t0, hop, codes, prev, input_codes, buf
         t = t0 + i
         if i == 0 or t % hop == 0:
             _set_frame(params, cond[:, t // hop - first_frame], work[3])
-        _step(t, params, prev, source[:, i], input_codes, buffers, work)
+        _step(t, params, prev, source[:, i], input_codes, buffers, work, stack)
         out[:, i] = logits[:B]
         for b in range(B):
             prev[b] = codes[b, i]
@@ -571,6 +611,9 @@ class FastGenerator:
             params[15] = np.array([c.kernel_size, c.source_channels, taps.shape[-2]], dtype=np.int64)
             self.params = tuple(params)
         self.params = tuple(aligned(p) for p in self.params)  # each on a cache line: the tiles load 64 bytes at once
+        # one int8 stream runs its layers fused, compiled for this shape (int8.StackShape says which it takes)
+        self.stack = (StackShape(C, G, c.skip_channels, self.params[3].shape[1] - 2, c.kernel_size - 1, P)
+                      if self.precision == "int8" else StackShape())
         self.hop = c.hop
         self.cond_channels = c.n_layers * G
         self.gate_channel = loudness_channel(c)
@@ -639,8 +682,8 @@ class FastGenerator:
         out = np.empty((B, n), np.uint8)
         if n == 0:
             return out
-        args = (self.params, cond_rows, source, state.t, self.hop, temperature, spread, self.gate_channel, u,
-                state.prev_codes, state.input_codes, state.buffers, out)
+        args = (self.params, self.stack, cond_rows, source, state.t, self.hop, temperature, spread, self.gate_channel,
+                u, state.prev_codes, state.input_codes, state.buffers, out)
         threads = max(1, min(int(threads), B, numba.config.NUMBA_NUM_THREADS))
         if threads == 1:
             _generate(*args)
@@ -671,7 +714,7 @@ class FastGenerator:
         self._check_cond(cond_rows, B, self._n_rows(state.t, T), "cond_rows")
         out = np.empty((B, T, self.params[12].shape[0]), np.float32)
         if T:
-            _teacher_forced(self.params, cond_rows, self._source(source, B, T), state.t, self.hop, codes, state.prev_codes, state.input_codes,
-                            state.buffers, out)
+            _teacher_forced(self.params, self.stack, cond_rows, self._source(source, B, T), state.t, self.hop, codes,
+                            state.prev_codes, state.input_codes, state.buffers, out)
         state.t += T
         return out[..., self.class_positions]  # in class order

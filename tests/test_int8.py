@@ -7,8 +7,8 @@ import pytest
 from tests.test_fastgen import build, movement
 from tests.test_stream import dancers, loaded_model, offline
 
-from movenet.fastgen import FastGenerator
-from movenet.int8 import (Z_SCALE, from_int8_quads, gated_quads, host_has_vnni, int8_acc, pack_quads,
+from movenet.fastgen import FUSED_STREAMS, FastGenerator
+from movenet.int8 import (Z_SCALE, StackShape, from_int8_quads, gated_quads, host_has_vnni, int8_acc, pack_quads,
                           to_int8_quads)
 from movenet.movement import BLOCK_FRAMES
 from movenet.stream import Streams
@@ -149,6 +149,50 @@ def test_int8_gives_the_logits_of_fp32_within_the_quantizations_bound(features):
         one = quantized.generate(cond.numpy()[b: b + 1], src[b: b + 1, : 4 * c.hop],
                                  quantized.init_state(cond[b: b + 1, 0]), 1.0, u[b: b + 1])
         np.testing.assert_array_equal(one[0], together[b])
+
+
+@needs_vnni
+@pytest.mark.parametrize("overrides, fused", [
+    (SHAPES, True), ({**SHAPES, "kernel_size": 3}, True), ({**SHAPES, "controls": False}, True),
+    (dict(residual_channels=32, gate_channels=64, skip_channels=32), True),  # the default's widths
+    ({**SHAPES, "residual_channels": 24}, False),  # no whole vectors of x: layer by layer, one stream too
+])
+def test_streams_one_by_one_give_what_the_layer_by_layer_batch_gives(overrides, fused):
+    """Up to FUSED_STREAMS streams run one by one, each stream's layers and head in one pass (`int8.stack_row`,
+    `int8.head_row`); a bigger batch runs layer by layer, all streams at once (`gated_quads`, `int8_acc`). The same
+    operations in the same order: the same logits, codes and rings, bit for bit."""
+    model = build("keypoints", **overrides)
+    c = model.config
+    gen = FastGenerator(model, "int8")
+    assert bool(gen.stack) == fused
+    B, n = FUSED_STREAMS + 2, 4 * c.hop
+    codes, cond, src = movement(model, n, batch=B, seed=5)
+    codes, cond = codes.numpy(), cond.numpy()
+    pick = lambda a, rows: None if a is None else a[rows]  # noqa: E731
+    batch = gen.teacher_forced_logits(codes, cond, gen.init_state(cond[:, 0]), src)
+    for rows in ([0], [1, B - 1]):
+        few = gen.teacher_forced_logits(codes[rows], cond[rows], gen.init_state(cond[rows, 0]), pick(src, rows))
+        np.testing.assert_array_equal(few, batch[rows])
+    u = np.random.default_rng(1).random((B, n))
+    state = gen.init_state(cond[:, 0])
+    together = gen.generate(cond, src, state, 1.0, u)
+    assert len(np.unique(together)) > 20
+    for b in (0, B - 1):
+        alone = gen.init_state(cond[b: b + 1, 0])
+        one = gen.generate(cond[b: b + 1], pick(src, slice(b, b + 1)), alone, 1.0, u[b: b + 1])
+        np.testing.assert_array_equal(one[0], together[b])
+        np.testing.assert_array_equal(alone.buffers[0], state.buffers[b])  # the rings, quantized alike
+
+
+def test_the_fused_pass_takes_whole_vectors_of_a_bounded_width():
+    default = (32, 64, 32, 3, 1, 256)  # C, G, S, source quads, past taps, logits
+    assert StackShape(*default) and StackShape(16, 32, 16, 0, 2, 64)
+    assert StackShape(*default).code != StackShape(16, 32, 16, 0, 2, 64).code  # each shape compiles its own
+    for i, value in ((0, 24), (1, 48), (2, 8), (4, 0), (5, 200), (1, 512)):  # 32 x 512 residual x gate: too wide
+        dims = list(default)
+        dims[i] = value
+        assert not StackShape(*dims), dims
+    assert not StackShape()
 
 
 @needs_vnni

@@ -160,10 +160,6 @@ def _forward_int8(t, params, prev, source, input_codes, buffers, work):
     for l in range(L):
         d = dilations[l]
         n = (k - 1) * d
-        if l:
-            for b in range(B):
-                for c in range(C):
-                    xs[b, c] += br[l - 1, c]
         pack_quads(xs[:, :C], input_q)
         for j in range(k - 1):  # oldest first
             past_slots[j] = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
@@ -172,8 +168,8 @@ def _forward_int8(t, params, prev, source, input_codes, buffers, work):
         for b in range(B):
             for w in range(words):
                 buffers[b, slot, w] = input_q[b, w]
-        if l < L - 1:
-            int8_acc(xs, zq, wrs[l])
+        if l < L - 1:  # + the next layer's input's bias, b_r (added in the product's last step: one pass fewer)
+            int8_acc(xs, zq, wrs[l], br[l])
         else:  # the last layer's residual output goes nowhere
             int8_acc(xs[:, C:], zq, columns(wrs[l], C, C + S))
     _head(params, xs, a, h1, logits, pairs)

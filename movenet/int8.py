@@ -171,8 +171,9 @@ def _splat(builder, value, vec_type):
     return builder.shuffle_vector(first, ir.Constant(vec_type, ir.Undefined), lane0)
 
 
-def _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR):
-    """The LLVM code of one register tile of `_int8_block`: rows b0v.., columns o0v.. (int64 values)."""
+def _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, bias_arr=None):
+    """The LLVM code of one register tile of `_int8_block`: rows b0v.., columns o0v.. (int64 values); bias_arr
+    (float32 [n]), where given, is then added to the tile's columns below n."""
     NV = NR // LANES
     y_row, _ = cgutils.unpack_tuple(builder, y_arr.strides, 2)
     x_row, _ = cgutils.unpack_tuple(builder, x_arr.strides, 2)
@@ -208,20 +209,36 @@ def _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR):
                 slot = acc[i * NV + v]
                 builder.store(builder.call(dot, [builder.load(slot), x_vec, w_vecs[v]]), slot)
     w_scales = [builder.load(w_at(Kq, v, _VEC), align=4) for v in range(NV)]
+    if bias_arr is not None:  # a rounding of its own after the fma's, as when the bias is added later
+        n_bias, = cgutils.unpack_tuple(builder, bias_arr.shape, 1)
+        lanes = ir.Constant(ir.VectorType(_I64, LANES), list(range(LANES)))
+        load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [
+            _VEC.as_pointer(), _I32, ir.VectorType(ir.IntType(1), LANES), _VEC]), "llvm.masked.load.v16f32.p0")
+        biased = []
+        for v in range(NV):
+            first = builder.add(o0v, c(LANES * v))
+            inside = builder.icmp_signed("<", builder.add(_splat(builder, first, lanes.type), lanes),
+                                         _splat(builder, n_bias, lanes.type))
+            b_vec = builder.call(load, [at(builder.bitcast(bias_arr.data, i8p), builder.mul(first, c(4)), _VEC),
+                                        ir.Constant(_I32, 4), inside, ir.Constant(_VEC, [0.0] * LANES)])
+            biased.append(lambda y, inside=inside, b_vec=b_vec: builder.select(inside, builder.fadd(y, b_vec), y))
     for i in range(MR):
         x_scale = _splat(builder, builder.load(at(x_rows[i], builder.mul(Kq, c(4)), _F32), align=4), _VEC)
         y_row_i = builder.mul(builder.add(b0v, c(i)), y_row)
         for v in range(NV):
             y_ptr = at(y_base, builder.add(y_row_i, builder.add(col, c(4 * LANES * v))), _VEC)
             total = builder.sitofp(builder.load(acc[i * NV + v]), _VEC)
-            builder.store(builder.call(_fma(builder), [total, builder.fmul(w_scales[v], x_scale),
-                                                       builder.load(y_ptr, align=4)]), y_ptr, align=4)
+            y = builder.call(_fma(builder), [total, builder.fmul(w_scales[v], x_scale), builder.load(y_ptr, align=4)])
+            if bias_arr is not None:
+                y = biased[v](y)
+            builder.store(y, y_ptr, align=4)
 
 
 @intrinsic
-def _int8_block(typingctx, y, xq, w, b0, o0, mr, nr):
+def _int8_block(typingctx, y, xq, w, b0, o0, mr, nr, bias):
     """y[b0:b0+MR, o0:o0+NR] += the int8 product of xq's rows (`pack_quads`) and w (`to_int8_quads`), with MR x NR/16
-    int32 accumulators. mr, nr: literal ints, NR a multiple of 16; no bounds checks."""
+    int32 accumulators, then + bias (float32 [n], or None) in the columns below n. mr, nr: literal ints, NR a
+    multiple of 16; no bounds checks."""
     if not (isinstance(mr, types.IntegerLiteral) and isinstance(nr, types.IntegerLiteral)):
         return None
     MR, NR = mr.literal_value, nr.literal_value
@@ -230,57 +247,59 @@ def _int8_block(typingctx, y, xq, w, b0, o0, mr, nr):
 
     def codegen(context, builder, signature, args):
         y_arr, x_arr, w_arr, b0v, o0v = _operands(context, builder, signature.args[:5], args[:5], 3)
-        _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR)
+        bias_arr = None if bias == types.none else context.make_array(bias)(context, builder, args[7])
+        _emit_int8_block(builder, y_arr, x_arr, w_arr, b0v, o0v, MR, NR, bias_arr)
         return context.get_dummy_value()
 
-    return types.void(y, xq, w, b0, o0, mr, nr), codegen
+    return types.void(y, xq, w, b0, o0, mr, nr, bias), codegen
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def int8_acc(y, xq, w):
+def int8_acc(y, xq, w, bias=None):
     """y += the int8 product of xq (`pack_quads`'s rows) and w (`to_int8_quads`), y float32 [B, O] with unit stride
-    along a row. Tiles of 8 rows x 32 columns (16 accumulators), then 4 x 64, 2 x 64, 1 x 64 for the rows left over,
-    16-column tiles, and plain loops for the last O % 16 columns."""
+    along a row; then, given bias float32 [n] (n <= O), y[:, :n] += bias, rounded after the product's rounding as
+    a later addition would be. Tiles of 8 rows x 32 columns (16 accumulators), then 4 x 64, 2 x 64, 1 x 64 for the
+    rows left over, 16-column tiles, and plain loops for the last O % 16 columns."""
     B, O = y.shape
     b = 0
     while b + 8 <= B:
         o = 0
         while o + 32 <= O:
-            _int8_block(y, xq, w, b, o, 8, 32)
+            _int8_block(y, xq, w, b, o, 8, 32, bias)
             o += 32
         if o + 16 <= O:
-            _int8_block(y, xq, w, b, o, 8, 16)
+            _int8_block(y, xq, w, b, o, 8, 16, bias)
             o += 16
         if o < O:
-            _int8_columns(y, xq, w, b, o, 8)
+            _int8_columns(y, xq, w, b, o, 8, bias)
         b += 8
     if b + 4 <= B:
-        _int8_rows(y, xq, w, b, 4)
+        _int8_rows(y, xq, w, b, 4, bias)
         b += 4
     if b + 2 <= B:
-        _int8_rows(y, xq, w, b, 2)
+        _int8_rows(y, xq, w, b, 2, bias)
         b += 2
     if b < B:
-        _int8_rows(y, xq, w, b, 1)
+        _int8_rows(y, xq, w, b, 1, bias)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _int8_rows(y, xq, w, b, rows):
+def _int8_rows(y, xq, w, b, rows, bias):
     """`int8_acc` for rows b .. b + rows - 1 (rows a literal): 64-column tiles, then 16-column ones, then loops."""
     O = y.shape[1]
     o = 0
     while o + 64 <= O:
-        _int8_block(y, xq, w, b, o, rows, 64)
+        _int8_block(y, xq, w, b, o, rows, 64, bias)
         o += 64
     while o + 16 <= O:
-        _int8_block(y, xq, w, b, o, rows, 16)
+        _int8_block(y, xq, w, b, o, rows, 16, bias)
         o += 16
     if o < O:
-        _int8_columns(y, xq, w, b, o, rows)
+        _int8_columns(y, xq, w, b, o, rows, bias)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)  # views without reference counts
-def _int8_columns(y, xq, w, b, o, rows):
+def _int8_columns(y, xq, w, b, o, rows, bias):
     """Columns o.. of rows b..b+rows-1 left over after the tiles, in the tiles' steps (small configs only)."""
     O = y.shape[1]
     Kq = w.shape[0] - _QUAD_ROWS
@@ -293,6 +312,9 @@ def _int8_columns(y, xq, w, b, o, rows):
             for k in range(4 * Kq):
                 total += np.int32(x_bytes[i, k]) * np.int32(w[k // 4, 4 * j + k % 4])
             y[i, j] = np.float32(total) * (_bits_float(np.uint32(words[Kq, j])) * x_scale) + y[i, j]
+            if bias is not None:
+                if j < bias.shape[0]:
+                    y[i, j] += bias[j]
 
 
 @intrinsic

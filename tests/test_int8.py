@@ -70,7 +70,8 @@ def test_inputs_quantize_per_row_and_touch_nothing_past_their_words():
 @pytest.mark.parametrize("B", [1, 2, 3, 5, 8, 13, 32])
 def test_int8_products_are_the_exact_integer_sums_scaled_once(B):
     """y += float(sum of quantized products) * (scale_w * scale_x), the sum exact: whatever the tile (8, 4, 2, 1
-    rows; 32, 64 or 16 columns; plain loops past the last 16), each output is one rounding from its integers."""
+    rows; 32, 64 or 16 columns; plain loops past the last 16), each output is one rounding from its integers; a
+    bias is one more rounding after it."""
     rng = np.random.default_rng(B)
     for K, O in [(1, 16), (13, 20), (32, 64), (77, 64), (64, 128), (33, 256), (24, 136)]:
         x, w = rng.standard_normal((B, K), dtype=np.float32), rng.standard_normal((K, O), dtype=np.float32)
@@ -86,6 +87,12 @@ def test_int8_products_are_the_exact_integer_sums_scaled_once(B):
         int8_acc(y, xq, wq)
         np.testing.assert_allclose(y, want, rtol=2e-6, atol=2e-5 * np.abs(want).max(), err_msg=f"{K} x {O}")
         assert np.abs(y - (y0 + x.astype(np.float64) @ w)).max() < 0.05 * np.abs(x @ w).max()  # and near x @ w
+        # a bias over the first columns is added after the product's rounding, as a later addition would be
+        bias = rng.standard_normal(O - O // 3, dtype=np.float32)
+        biased = y0.copy()
+        int8_acc(biased, xq, wq, bias)
+        y[:, : bias.shape[0]] += bias
+        np.testing.assert_array_equal(biased, y, err_msg=f"{K} x {O}")
 
 
 @needs_vnni

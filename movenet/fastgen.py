@@ -13,10 +13,11 @@ Samples follow `movenet.sampling` (its compiled `sample_row`), then the silence 
 Speed, one core (`movenet bench`): one stream re-reads the weights (0.59 MB in fp32) for every sample, so its
 products are bound by cache bandwidth, and what else a sample does (the gates, the sampler) adds to them; B streams
 share each weight read, so batches approach the multiply units' limit. In int8, a few streams run one by one, each
-stream's layers in one pass (`_forward_streams`): there a chain of dependent steps bounds a sample, not bytes. The
-loops that run every sample are compiled without reference counting (`_nrt=False`): numba counts each view of an
-array it makes, and each count is an atomic increment, which on x86 also waits for the stores before it and holds
-back the loads after it. `movenet.generate` drives it chunk by chunk, so memory stays flat in a video's length.
+stream's layers in one pass (`_forward_streams`): the three calls a layer takes cost one stream more in instructions
+than its bytes. The loops that run every sample are compiled without reference counting (`_nrt=False`): numba counts
+each view of an array it makes, and each count is an atomic increment, which on x86 also waits for the stores before
+it and holds back the loads after it. `movenet.generate` drives it chunk by chunk, so memory stays flat in a video's
+length.
 """
 
 from __future__ import annotations

@@ -21,12 +21,12 @@ sigmoid (|z| < 1, and its rows' largest |z| is 1 to within 1% on the shipped mod
 scale 1 / 127, ready for the residual product.
 The source is quantized once a sample for all layers, and each layer's input once, into its ring (which then holds
 quads: the past taps are read as they were stored).
-One stream (a live instrument) is bound by a chain, not by bytes or multiply-adds: each sample's layers feed one
-another, then the head and the sampler, and the three calls a layer takes spend most of their instructions on
-addresses, strides and arguments. `stack_row` runs one stream's layers in one pass compiled for the model's shape
-(`StackShape`), its residual and skip sums in registers throughout, and `head_row` its head: 1.7x the three calls'
-samples per second (`movenet bench`, Zen 4), with the same values bit for bit. A few streams run so one by one
-(`fastgen.FUSED_STREAMS`); more share each weight read in the three calls.
+For one stream (a live instrument) the three calls a layer takes spend most of their instructions on addresses,
+strides and arguments: 0.4 of its roofline. `stack_row` runs one stream's layers in one pass compiled for the
+model's shape (`StackShape`), its residual and skip sums in registers throughout, and `head_row` its head: 1.7x the
+three calls' samples per second (`movenet bench`, Zen 4), with the same values bit for bit, each layer then bound by
+reading its weights from L2. A few streams run so one by one (`fastgen.FUSED_STREAMS`); more share each weight
+read in the three calls.
 """
 
 from __future__ import annotations

@@ -159,13 +159,11 @@ def _forward_int8(t, params, prev, source, input_codes, buffers, work):
     if E:
         pack_quads(source, source_q)
     for l in range(L):
-        d = dilations[l]
-        n = (k - 1) * d
         pack_quads(xs[:, :C], input_q)
         for j in range(k - 1):  # oldest first
-            past_slots[j] = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
+            past_slots[j] = _ring_row(t, l, j, dilations, offsets, k)
         gated_quads(hc[l, :B], buffers, past_slots, source_q, input_q, wd_past[l], wd_source[l], wd_input[l], zq)
-        slot = offsets[l] + _wrap(t, n)
+        slot = _ring_row(t, l, k - 1, dilations, offsets, k)
         for b in range(B):
             for w in range(words):
                 buffers[b, slot, w] = input_q[b, w]
@@ -191,10 +189,8 @@ def _forward_streams(t, params, prev, source, input_codes, buffers, work, stack)
     if E:
         pack_quads(source, source_q)
     for l in range(L):
-        d = dilations[l]
-        n = (k - 1) * d
         for j in range(k):  # the past taps oldest first, then the row this sample's input goes to
-            layer_slots[l, j] = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
+            layer_slots[l, j] = _ring_row(t, l, j, dilations, offsets, k)
     for b in range(prev.shape[0]):
         stack_row(xs[b:], hc[:, b:], buffers[b:], layer_slots, source_q[b:], wd_past, wd_source, wd_input, wrs, br,
                   stack)
@@ -286,6 +282,14 @@ def _wrap(i, n):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def _ring_row(t, l, j, dilations, offsets, k):
+    """The row of layer l's ring (kernel size k) that holds its input at target t - (k - 1 - j) d: past tap j,
+    oldest first, and j = k - 1 the row this sample's input goes to."""
+    n = (k - 1) * dilations[l]
+    return offsets[l] + _wrap(t - (k - 1 - j) * dilations[l], n)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _copy(a, b):
     """b[...] = a for float32 arrays of one shape, C-contiguous (numba's slice assignment may allocate)."""
     fa, fb = a.reshape(a.size), b.reshape(b.size)
@@ -303,7 +307,7 @@ def _independent_part(l, t, params, source, buffers, h, pairs):
     n = (k - 1) * d
     hl = h[l]
     for j in range(k - 1):  # oldest first
-        slot = offsets[l] + _wrap(t - (k - 1 - j) * d, n)
+        slot = _ring_row(t, l, j, dilations, offsets, k)
         matmul(hl, buffers[:, slot], _tap(wd_past, l, j, shape[2]), pairs)
     if E:
         matmul(hl, source, wd_source[l], pairs)

@@ -610,7 +610,9 @@ def _stack_signature(stack, weights, *args):
     return types.void(*args)
 
 
-_NOTHING = lambda context, builder, signature, args: context.get_dummy_value()  # noqa: E731  (a shape of code 0)
+def _nothing(context, builder, signature, args):
+    """The code of a pass for a StackShape of code 0 (a shape it does not take)."""
+    return context.get_dummy_value()
 
 
 @intrinsic
@@ -623,8 +625,10 @@ def stack_row(typingctx, xs, hc, ring, slots, source_q, w_past, w_source, w_inpu
     stack: the model's StackShape (code 0: nothing is done)."""
     sig = _stack_signature(stack, (w_past, w_source, w_input, wrs, br), xs, hc, ring, slots, source_q, w_past, w_source,
                            w_input, wrs, br, stack)
-    if sig is None or not stack.code:
-        return sig and (sig, _NOTHING)
+    if sig is None:
+        return None
+    if not stack.code:
+        return sig, _nothing
     C, G, S, Eq, taps, _ = stack.dims
     half = G // 2
     CV, SV, HV = C // LANES, S // LANES, half // LANES  # vectors of x, of the skip sum, of z
@@ -697,8 +701,10 @@ def head_row(typingctx, xs, w1, b1, w2, b2, logits, stack):
     each column's multiply-adds in the order of k from b2 (`kernels._emit_block`'s), with all P / 16 columns'
     accumulators in registers. stack: the model's StackShape (code 0: nothing is done)."""
     sig = _stack_signature(stack, (w1, b1, w2, b2), xs, w1, b1, w2, b2, logits, stack)
-    if sig is None or not stack.code:
-        return sig and (sig, _NOTHING)
+    if sig is None:
+        return None
+    if not stack.code:
+        return sig, _nothing
     C, _, S, _, _, P = stack.dims
     SV, Sq = S // LANES, S // 4
 
